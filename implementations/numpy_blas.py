@@ -1,0 +1,152 @@
+"""``numpy``: NumPy + BLAS, the paper's "Fast Serial" (1 thread) and "Fast Parallel" (T threads).
+
+The parallelism is entirely inside the matrix products: OpenBLAS (or MKL)
+runs each GEMM on ``threads`` threads, set with threadpoolctl for the duration
+of a call and restored afterwards. It is also the suite's fast reference: the
+float64 checks of every other backend compare against numbers it reproduces to
+rounding, so the code below favours plain correctness first and speed second
+-- but the speed matters too:
+
+* every buffer (activations, deltas) is allocated once per batch size, the
+  minibatch is gathered into a preallocated buffer, and all elementwise work
+  is done in place (``out=``); a training step allocates nothing;
+* the step size η/B is folded into δ (B×n, small) rather than applied to the
+  gradient (n_in×n_out, large), so each weight matrix sees one GEMM into a
+  preallocated buffer and one in-place subtraction;
+* only NumPy's own BLAS is called. SciPy bundles a second OpenBLAS with its
+  own thread pool; alternating between the two pools makes their spinning
+  threads fight for the cores (measured: 2 threads slower than 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit
+from threadpoolctl import threadpool_limits
+
+from pgdbench.model import Parameters, batch_bounds
+from pgdbench.protocol import Parallelism, Trainer, validate_batch
+
+
+class NumpyBlasTrainer(Trainer):
+    name = "numpy"
+    description = "NumPy + threaded BLAS; 1 thread = Fast Serial, T threads = Fast Parallel"
+    parallelism = Parallelism.MATRIX
+    serial_counterpart = "numpy"
+
+    def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
+        super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
+        self.W = [np.array(w, dtype=self.dtype, order="C") for w in params.weights]
+        self.b = [np.array(b, dtype=self.dtype) for b in params.biases]
+        self._capacity = 0
+
+    # -- buffers ----------------------------------------------------------
+    def _ensure_buffers(self, batch_size: int) -> None:
+        if batch_size <= self._capacity:
+            return
+        widths = self.spec.layers
+        self._x = np.empty((batch_size, widths[0]), self.dtype)
+        self._y = np.empty((batch_size, widths[-1]), self.dtype)
+        self._act = [np.empty((batch_size, n), self.dtype) for n in widths[1:]]
+        self._delta = [np.empty((batch_size, n), self.dtype) for n in widths[1:]]
+        self._scratch = np.empty((batch_size, max(widths[1:])), self.dtype)
+        self._bias_grad = [np.empty(n, self.dtype) for n in widths[1:]]
+        self._weight_grad = [np.empty(shape, self.dtype) for shape in self.spec.shapes]
+        self._capacity = batch_size
+
+    def load_data(self, X, Y):
+        validate_batch(X, Y, self.spec)
+        self.X = np.ascontiguousarray(X, dtype=self.dtype)
+        self.Y = np.ascontiguousarray(Y, dtype=self.dtype)
+
+    # -- the step ---------------------------------------------------------
+    def _forward(self, x: np.ndarray) -> list[np.ndarray]:
+        """Activations of every layer for the rows of ``x``, in the preallocated buffers."""
+        n = len(x)
+        acts = [x]
+        for W, b, buf in zip(self.W, self.b, self._act):
+            z = buf[:n]
+            np.matmul(acts[-1], W, out=z)
+            z += b
+            expit(z, out=z)                      # a = σ(z), in place
+            acts.append(z)
+        return acts
+
+    def _times_sigmoid_prime(self, d: np.ndarray, a: np.ndarray) -> None:
+        """d ← d ∘ a ∘ (1 − a): σ'(z) taken from the stored activation, as in the paper."""
+        one_minus_a = self._scratch[: a.shape[0], : a.shape[1]]
+        np.subtract(1, a, out=one_minus_a)
+        d *= a
+        d *= one_minus_a
+
+    def _deltas(self, acts, y) -> list[np.ndarray]:
+        """δ_l of every layer (unscaled by 1/B), computed with the current weights."""
+        n = len(y)
+        deltas = [None] * len(self.W)
+        d = self._delta[-1][:n]
+        np.subtract(acts[-1], y, out=d)          # ∂(½‖a−y‖²)/∂a
+        self._times_sigmoid_prime(d, acts[-1])
+        deltas[-1] = d
+        for layer in range(len(self.W) - 1, 0, -1):
+            below = self._delta[layer - 1][:n]
+            np.matmul(deltas[layer], self.W[layer].T, out=below)
+            self._times_sigmoid_prime(below, acts[layer])
+            deltas[layer - 1] = below
+        return deltas
+
+    def _step(self, idx: np.ndarray, learning_rate: float) -> None:
+        n = len(idx)
+        x, y = self._x[:n], self._y[:n]
+        np.take(self.X, idx, axis=0, out=x)
+        np.take(self.Y, idx, axis=0, out=y)
+        acts = self._forward(x)
+        deltas = self._deltas(acts, y)           # all deltas first: they need the old weights
+        scale = learning_rate / n
+        for layer, (W, b, d) in enumerate(zip(self.W, self.b, deltas)):
+            d *= scale                           # δ has served the layer below; now it is (η/B)·δ
+            gW = self._weight_grad[layer]
+            np.matmul(acts[layer].T, d, out=gW)  # (η/B)·Σ_i a_{l-1} δ_lᵀ
+            W -= gW
+            gb = self._bias_grad[layer]
+            np.add.reduce(d, axis=0, out=gb)
+            b -= gb
+
+    def train_epoch(self, order, batch_size, learning_rate, progress=None):
+        self._ensure_buffers(batch_size)
+        with threadpool_limits(limits=self.threads, user_api="blas"):
+            for start, stop in batch_bounds(len(order), batch_size):
+                self._step(order[start:stop], learning_rate)
+                if progress is not None:
+                    progress(stop - start)
+
+    # -- state and checks ---------------------------------------------------
+    def get_params(self):
+        return Parameters([w.copy() for w in self.W], [b.copy() for b in self.b])
+
+    def set_params(self, params):
+        params.check_against(self.spec)
+        for dst, src in zip(self.W + self.b, params.weights + params.biases):
+            dst[...] = src
+
+    def loss_and_gradients(self, X, Y):
+        validate_batch(X, Y, self.spec)
+        n = len(X)
+        self._ensure_buffers(n)
+        x = np.asarray(X, self.dtype)
+        y = np.asarray(Y, self.dtype)
+        with threadpool_limits(limits=self.threads, user_api="blas"):
+            acts = self._forward(x)
+            loss = float(0.5 * np.sum((acts[-1].astype(np.float64) - y) ** 2) / n)
+            deltas = self._deltas(acts, y)
+            grads = Parameters([acts[k].T @ d / n for k, d in enumerate(deltas)],
+                               [d.sum(axis=0) / n for d in deltas])
+        return loss, grads
+
+    def predict(self, X):
+        X = np.asarray(X, self.dtype)
+        chunk = max(self._capacity, 1024)
+        self._ensure_buffers(chunk)
+        out = np.empty((len(X), self.spec.n_outputs), self.dtype)
+        with threadpool_limits(limits=self.threads, user_api="blas"):
+            for start, stop in batch_bounds(len(X), chunk):
+                out[start:stop] = self._forward(X[start:stop])[-1]
+        return out

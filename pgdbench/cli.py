@@ -1,0 +1,47 @@
+"""``pgdbench``: the command line. Each subcommand lives in ``pgdbench/commands/NAME.py``.
+
+User errors (:class:`pgdbench.errors.PgdbenchError`) print one line and exit 2;
+an interrupted command exits 130 after its results file has been closed.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pgdbench.errors import PgdbenchError
+
+COMMANDS = ["list", "train", "bench", "tune", "peak", "check"]
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line, exit 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="pgdbench", description=__doc__.splitlines()[0].strip("`: "))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"pgdbench.commands.{name.replace('-', '_')}")
+        p = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except PgdbenchError as exc:
+        print(f"pgdbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pgdbench {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Time a grid of backends × nets × batch sizes × threads and append every result to a results file.
+
+Each configuration is trained for --epochs epochs after an untimed warm-up of
+two batches; the median time per epoch, GFLOP/s, the fraction of the machine's
+measured peak (after `pgdbench peak`), the accuracy and the speedups over the
+serial counterpart and over 1 thread (measured in the same run) are printed
+as a table. Backends marked projected (the pure-Python one) time a fixed
+number of examples and say so. Results are appended one record at a time, so
+an interrupted run keeps everything measured before the interruption.
+"""
+from __future__ import annotations
+
+import sys
+
+from pgdbench.commands.common import (add_data_arguments, add_option_argument, int_list, load_data, parse_options,
+                                      positive_float, positive_int, table, tqdm_progress)
+from pgdbench.grid import BATCH_SIZES, NETS
+
+HELP = "time a grid of backends × nets × batch sizes × threads"
+
+
+def add_arguments(p):
+    p.add_argument("--backend", action="append", help="backend (repeatable; default: numpy)")
+    p.add_argument("--net", action="append", help=f"net preset (repeatable; default: {', '.join(NETS)})")
+    p.add_argument("--batch-size", type=int_list, help=f"comma-separated (default {','.join(map(str, BATCH_SIZES))})")
+    p.add_argument("--threads", type=int_list, help="comma-separated thread counts (default 1 and all CPUs)")
+    p.add_argument("--dtype", action="append", choices=["float32", "float64"])
+    add_data_arguments(p, default="synthetic:50000")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=positive_int, default=1, help="timed epochs per configuration (median reported)")
+    p.add_argument("--lr", type=positive_float, default=0.1)
+    p.add_argument("--max-examples", type=positive_int,
+                   help="time only this many examples per epoch (epoch time reported as projected)")
+    add_option_argument(p)
+    p.add_argument("--results", default="results/bench.jsonl", help="results file to append to")
+    p.add_argument("--quiet", action="store_true")
+
+
+def run(args):
+    from pgdbench import registry
+    from pgdbench.grid import add_speedups, expand, measure
+    from pgdbench.machine import machine_info
+    from pgdbench.protocol import check_threads, usable_cpus
+    from pgdbench.results import ResultsWriter
+
+    backends = args.backend or ["numpy"]
+    for b in backends:
+        registry.get(b)
+    threads = args.threads or sorted({1, usable_cpus()})
+    for t in threads:
+        check_threads(t, True, "bench")
+    options = parse_options(args.option)
+    dataset = load_data(args)
+    configs = expand(backends, args.net or list(NETS), args.batch_size or list(BATCH_SIZES), threads,
+                     args.dtype or ["float32"], options)
+    print(f"{len(configs)} configurations on {dataset.summary()}; appending to {args.results}", flush=True)
+    writer = ResultsWriter(args.results, "bench", machine_info(), {k: v for k, v in vars(args).items() if k != "run"})
+    records, status = [], "failed"
+    try:
+        for k, config in enumerate(configs, 1):
+            show = not args.quiet and sys.stderr.isatty()
+            rec = measure(config, dataset, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
+                          max_examples=args.max_examples, progress_factory=tqdm_progress(show, config.backend))
+            writer.write(rec)
+            records.append(rec)
+            line = (f"{rec['seconds_per_epoch']:.3f} s/epoch{' (projected)' if rec['projected'] else ''}, "
+                    f"{rec['gflops']:.1f} GFLOP/s" if rec["status"] == "ok" else f"{rec['status']}: {rec['reason']}")
+            print(f"[{k}/{len(configs)}] {config.label()}: {line}", flush=True)
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        writer.close(status)
+        if records:
+            print_table(add_speedups(records))
+    return 0
+
+
+def print_table(records):
+    rows = []
+    for r in records:
+        row = dict(r)
+        if r.get("status") == "ok":
+            row["tpe"] = f"{r['seconds_per_epoch']:.3f}{'*' if r['projected'] else ''}"
+            row["peak"] = f"{r['fraction_of_peak']:.0%}" if r.get("fraction_of_peak") else "-"
+            row["acc"] = f"{r['test_accuracy']:.1%}"
+        else:
+            row["tpe"] = r.get("status")
+        rows.append(row)
+    print(table(rows, [("backend", "backend"), ("net", "net"), ("batch_size", "batch"), ("threads", "threads"),
+                       ("dtype", "dtype"), ("tpe", "s/epoch"), ("gflops", "GFLOP/s"), ("peak", "of peak"),
+                       ("speedup_vs_serial", "vs serial"), ("speedup_vs_1thread", "vs 1 thread"), ("acc", "test acc")]))
+    if any(r.get("projected") for r in records):
+        print("* projected: timed on part of an epoch and extrapolated to the whole epoch")

@@ -1,0 +1,72 @@
+"""Seed 000's learning-rate search: train at each rate of a grid and pick the best validation accuracy.
+
+Default grid: 0.001, 0.002, 0.01, 0.1, 0.5, 1.0 (the paper's). A rate at which
+the loss diverges is reported as such and never chosen.
+"""
+from __future__ import annotations
+
+from pgdbench.commands.common import (add_data_arguments, add_model_arguments, add_option_argument, float_list,
+                                      load_data, parse_options, positive_int, resolve_spec, table)
+
+HELP = "grid-search the learning rate on the validation split"
+PAPER_GRID = [0.001, 0.002, 0.01, 0.1, 0.5, 1.0]
+
+
+def add_arguments(p):
+    p.add_argument("--backend", default="numpy")
+    add_model_arguments(p)
+    add_data_arguments(p)
+    p.add_argument("--grid", type=float_list, default=PAPER_GRID, help="comma-separated learning rates")
+    p.add_argument("--epochs", type=positive_int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--threads", type=positive_int, default=1)
+    add_option_argument(p)
+    p.add_argument("--results", metavar="FILE.jsonl", help="append one record per rate to this results file")
+
+
+def run(args):
+    from pgdbench import registry
+    from pgdbench.errors import DivergedError
+    from pgdbench.machine import machine_info
+    from pgdbench.model import DTYPES
+    from pgdbench.results import ResultsWriter
+    from pgdbench.training import fit
+
+    cls = registry.get_available(args.backend)
+    options = parse_options(args.option)
+    dataset = load_data(args)
+    spec = resolve_spec(args, dataset)
+    print(f"tuning {cls.name} on {dataset.summary()}, net {spec.name}, batch {args.batch_size}, {args.epochs} epochs")
+    writer = ResultsWriter(args.results, "tune", machine_info(), {}) if args.results else None
+    rows, status = [], "failed"
+    try:
+        for lr in args.grid:
+            try:
+                result = fit(cls, spec, dataset, epochs=args.epochs, batch_size=args.batch_size, learning_rate=lr,
+                             threads=args.threads, dtype=DTYPES[args.dtype], seed=args.seed,
+                             shuffle=not args.no_shuffle, options=options)
+                row = {"lr": lr, "val_accuracy": result.epochs[-1].val_accuracy,
+                       "val_loss": result.epochs[-1].val_loss, "status": "ok"}
+            except DivergedError:
+                row = {"lr": lr, "val_accuracy": None, "val_loss": None, "status": "diverged"}
+            rows.append(row)
+            print(f"lr {lr:<8g} {row['status']:8s} val acc "
+                  f"{'-' if row['val_accuracy'] is None else format(row['val_accuracy'], '.2%')}", flush=True)
+            if writer:
+                writer.write({"kind": "tune", "backend": cls.name, "net": spec.name, "batch_size": args.batch_size,
+                              "epochs": args.epochs, **row})
+        status = "complete"
+    finally:
+        if writer:
+            writer.close(status)
+    good = [r for r in rows if r["status"] == "ok"]
+    if not good:
+        print("every rate diverged")
+        return 1
+    best = max(good, key=lambda r: r["val_accuracy"])
+    for r in rows:
+        r["best"] = "<- best" if r is best else ""
+    print(table(rows, [("lr", "learning rate"), ("val_accuracy", "val accuracy"), ("val_loss", "val loss"),
+                       ("status", "status"), ("best", "")]))
+    print(f"best learning rate: {best['lr']:g} (validation accuracy {best['val_accuracy']:.2%})")
+    return 0

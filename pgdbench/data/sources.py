@@ -1,0 +1,110 @@
+"""Where data files come from: an explicit folder, $PGDBENCH_DATA, the user cache, or a verified download.
+
+Downloads go through pooch, which checks each file's sha256 before it is used.
+Files found locally are checked against the same hashes when they are the
+original gzip files (the uncompressed forms are checked structurally instead).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from pgdbench.errors import DataError
+
+#: Original files and their sha256 (see shared/data/SOURCES.md for provenance).
+KNOWN_FILES = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    "kddcup.data_10_percent.gz": "8045aca0d84e70e622d1148d7df782496f6333bf6eb979a1b0837c42a9fd9561",
+    "corrected.gz": "74f0daef49b242badc09f2adbd457dea6a45b4f77177efbd11216d333651044b",
+}
+
+#: Public mirrors, tried in order. $PGDBENCH_MIRROR_<SET> (a base URL) is tried first.
+MIRRORS = {
+    "mnist": [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ],
+    "kddcup99": [
+        "https://kdd.ics.uci.edu/databases/kddcup99/",
+    ],
+}
+
+
+def cache_dir() -> Path:
+    import pooch
+    return Path(os.environ.get("PGDBENCH_CACHE") or pooch.os_cache("pgdbench"))
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(path: Path) -> None:
+    expected = KNOWN_FILES.get(path.name)
+    if expected is None:
+        return
+    got = sha256(path)
+    if got != expected:
+        raise DataError(f"{path}: checksum mismatch (sha256 {got[:16]}…, expected {expected[:16]}…): "
+                        f"the file is corrupt or not the original; delete it and try again")
+
+
+def candidates(filename: str, data_dir) -> list[Path]:
+    """Folders searched, in order, for ``filename`` or its uncompressed form."""
+    dirs = []
+    if data_dir:
+        dirs.append(Path(data_dir))
+    if os.environ.get("PGDBENCH_DATA"):
+        dirs.append(Path(os.environ["PGDBENCH_DATA"]))
+    dirs.append(cache_dir())
+    names = [filename]
+    if filename.endswith(".gz"):
+        stem = filename[:-3]
+        names += [stem, stem.replace("-idx", ".idx")]  # both spellings of the raw MNIST files exist
+    return [d / n for d in dirs for n in names]
+
+
+def locate(filename: str, collection: str, data_dir=None, download: bool = True) -> Path:
+    """Path of a local, verified copy of ``filename``, downloading it into the cache if needed."""
+    if data_dir and not Path(data_dir).is_dir():
+        raise DataError(f"--data-dir {data_dir}: no such directory")
+    for path in candidates(filename, data_dir):
+        if path.is_file():
+            verify(path)
+            return path
+    searched = ", ".join(sorted({str(p.parent) for p in candidates(filename, data_dir)}))
+    if not download:
+        raise DataError(f"{filename} not found (searched {searched}) and downloading is off")
+    return fetch(filename, collection, searched)
+
+
+def fetch(filename: str, collection: str, searched: str) -> Path:
+    import pooch
+
+    mirrors = list(MIRRORS[collection])
+    override = os.environ.get(f"PGDBENCH_MIRROR_{collection.upper()}")
+    if override:
+        mirrors.insert(0, override.rstrip("/") + "/")
+    errors = []
+    for base in mirrors:
+        try:
+            path = pooch.retrieve(base + filename, known_hash=f"sha256:{KNOWN_FILES[filename]}",
+                                  fname=filename, path=cache_dir(), progressbar=False)
+            return Path(path)
+        except ValueError as exc:  # pooch's hash mismatch
+            errors.append(f"{base}: checksum mismatch ({str(exc).splitlines()[0][:120]})")
+        except Exception as exc:
+            errors.append(f"{base}: {type(exc).__name__}: {str(exc)[:120]}")
+    raise DataError(
+        f"{filename} not found locally (searched {searched}) and could not be downloaded "
+        f"({'; '.join(errors)}). Put the file in one of those folders, or pass --data-dir DIR, "
+        f"or set PGDBENCH_DATA=DIR; offline, use the embedded default --dataset mnist-sample"
+    )
