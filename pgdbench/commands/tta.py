@@ -19,8 +19,8 @@ import math
 import statistics
 import sys
 
-from pgdbench.commands.common import (add_data_arguments, add_option_argument, int_list, parse_options,
-                                      positive_float, positive_int, table, tqdm_progress)
+from pgdbench.commands.common import (add_data_arguments, add_option_argument, parse_options, positive_float,
+                                      positive_int, sigterm_as_interrupt, table, tqdm_progress)
 
 HELP = "wall time to reach a target accuracy (median and spread over seeds)"
 
@@ -85,18 +85,19 @@ def run(args):
     writer = ResultsWriter(args.results, "tta", machine_info(), {k: v for k, v in vars(args).items() if k != "run"})
     status, summaries = "failed", []
     try:
-        for cls in classes:
-            runs = []
-            for seed in args.seeds:
-                rec = time_to_accuracy(cls, spec, dataset, args, seed, options)
-                writer.write(rec)
-                runs.append(rec)
-                shown = (f"{rec['seconds_to_target']:.2f} s ({rec['epochs_to_target']} epochs)"
-                         if rec["status"] == "reached" else f"{rec['status']}: {rec.get('reason', '')}")
-                print(f"{cls.name} seed {seed}: {shown}", flush=True)
-            summary = summarize(runs)
-            writer.write(summary)
-            summaries.append(summary)
+        with sigterm_as_interrupt():
+            for cls in classes:
+                runs = []
+                for seed in args.seeds:
+                    rec = time_to_accuracy(cls, spec, dataset, args, seed, options)
+                    writer.write(rec)
+                    runs.append(rec)
+                    shown = (f"{rec['seconds_to_target']:.2f} s ({rec['epochs_to_target']} epochs)"
+                             if rec["status"] == "reached" else f"{rec['status']}: {rec.get('reason', '')}")
+                    print(f"{cls.name} seed {seed}: {shown}", flush=True)
+                summary = summarize(runs)
+                writer.write(summary)
+                summaries.append(summary)
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"
