@@ -160,7 +160,7 @@ def best_of(values: list[float]) -> float:
 # training split and labelled so.
 
 #: Examples timed per call by the asv and pytest-benchmark suites.
-HARNESS_EXAMPLES = 1024
+HARNESS_EXAMPLES = 512
 #: Examples timed per call for backends marked ``projected`` (the pure-Python one).
 HARNESS_PROJECTED_EXAMPLES = 8
 #: What a timed slice is projected to: the MNIST training split of seed 000.

@@ -44,7 +44,10 @@ def load(paths) -> Collection:
             if not found:
                 raise DataError(f"no results files (*.jsonl, asv or pytest-benchmark JSON) under {path}")
             for f in found:
-                _load_file(f, out)
+                try:
+                    _load_file(f, out)
+                except DataError as exc:  # other JSON lying in a folder: say so, keep going
+                    out.warnings.append(f"skipped: {exc}")
         else:
             _load_file(path, out)
     out.rows = _dedupe(out.rows)

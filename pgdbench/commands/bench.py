@@ -21,7 +21,9 @@ HELP = "time a grid of backends × nets × batch sizes × threads"
 
 
 def add_arguments(p):
-    p.add_argument("--backend", action="append", help="backend (repeatable; default: numpy)")
+    p.add_argument("--backend", action="append",
+                   help="backend (repeatable; 'all' = every registered backend, unavailable ones recorded as such; "
+                        "default: numpy)")
     p.add_argument("--net", action="append", help=f"net preset (repeatable; default: {', '.join(NETS)})")
     p.add_argument("--batch-size", type=int_list, help=f"comma-separated (default {','.join(map(str, BATCH_SIZES))})")
     p.add_argument("--threads", type=int_list, help="comma-separated thread counts (default 1 and all CPUs)")
@@ -45,6 +47,8 @@ def run(args):
     from pgdbench.results import ResultsWriter
 
     backends = args.backend or ["numpy"]
+    if "all" in backends:
+        backends = registry.names()
     for b in backends:
         registry.get(b)
     threads = args.threads or sorted({1, usable_cpus()})
