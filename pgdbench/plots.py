@@ -48,6 +48,8 @@ def bars_vs_batch(rows, net: str, metric: str, ylabel: str, title: str, caption:
     rows = [r for r in rows if r["net"] == net and r.get(metric) is not None]
     if not rows:
         return None
+    values = [r[metric] for r in rows if r[metric] > 0]
+    log = log and bool(values) and max(values) / min(values) > 10  # a log axis only when the spread needs one
     plt = _plt()
     batches = sorted({r["batch_size"] for r in rows})
     labels = sorted({series_label(r) for r in rows}, key=_series_order)
@@ -75,6 +77,7 @@ def bars_vs_batch(rows, net: str, metric: str, ylabel: str, title: str, caption:
     ax.set_ylabel(ylabel + (" — log scale" if log else ""))
     if log:
         ax.set_yscale("log")
+        ax.get_yaxis().set_major_formatter(_plain_formatter())
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3, which="both" if log else "major")
     handles, names = ax.get_legend_handles_labels()

@@ -106,6 +106,13 @@ def _load_jsonl(path: Path, out: Collection) -> None:
             what = {"incomplete": "has no run_end (killed or still running)"}.get(st, f"ended {st}")
             cmd = starts.get(run_id, {}).get("command", "?")
             out.warnings.append(f"{path}: run {run_id} ({cmd}) {what}: its records are shown but may be partial")
+    orphans = {}
+    for r in records:
+        if r.get("run_id") and r["run_id"] not in starts:
+            orphans[r["run_id"]] = orphans.get(r["run_id"], 0) + 1
+    for run_id, n in orphans.items():
+        out.warnings.append(f"{path}: {n} records of run {run_id} have no run_start (file truncated, edited, or "
+                            f"appended to by a process started before it was replaced)")
     for run_id, start in starts.items():
         m = start.get("machine") or {}
         out.machines.append((m.get("cpu_model", "?"), m.get("cpus_usable"), m.get("date", "?")))

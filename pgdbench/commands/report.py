@@ -50,7 +50,9 @@ def caption(data) -> str:
     machines = sorted({f"{cpu}, {n} CPUs" if n else str(cpu) for cpu, n, _ in data.machines}) or ["unknown machine"]
     dates = sorted({str(d)[:10] for _, _, d in data.machines if d and d != "?"})
     span = dates[0] if len(dates) == 1 else (f"{dates[0]} to {dates[-1]}" if dates else "date unknown")
-    return f"Machine: {'; '.join(machines)}. Measured {span}. pgdbench report."
+    datasets = sorted({str(r["dataset"]) for r in data.rows + data.tta if r.get("dataset")})
+    on = f" Data: {', '.join(datasets)}." if datasets else ""
+    return f"Machine: {'; '.join(machines)}. Measured {span}.{on} pgdbench report."
 
 
 def make_figures(data, out: Path) -> list[tuple[str, Path]]:
