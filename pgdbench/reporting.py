@@ -25,6 +25,7 @@ class Collection:
     not_ok: list = field(default_factory=list)      # grid points that were skipped / unavailable / diverged / failed
     warnings: list = field(default_factory=list)
     machines: list = field(default_factory=list)    # (cpu model, cpus, date) of every run read
+    commits: list = field(default_factory=list)     # git commits the results were measured at
     sources: list = field(default_factory=list)
 
 
@@ -116,6 +117,8 @@ def _load_jsonl(path: Path, out: Collection) -> None:
     for run_id, start in starts.items():
         m = start.get("machine") or {}
         out.machines.append((m.get("cpu_model", "?"), m.get("cpus_usable"), m.get("date", "?")))
+        if m.get("git_commit"):
+            out.commits.append(str(m["git_commit"])[:8])
     for r in records:
         kind = r.get("kind")
         if kind == "bench":
@@ -144,6 +147,9 @@ def _load_pytest_benchmark(path: Path, data: dict, out: Collection) -> None:
     pg = mi.get("pgdbench", {})
     out.machines.append((pg.get("cpu_model") or mi.get("cpu", {}).get("brand_raw", "?"), pg.get("cpus_usable"),
                          data.get("datetime", "?")))
+    commit = (data.get("commit_info") or {}).get("id")
+    if commit:
+        out.commits.append(str(commit)[:8])
     for b in data.get("benchmarks", []):
         info = b.get("extra_info") or {}
         if "backend" not in info:
@@ -171,8 +177,9 @@ def _load_asv(path: Path, data: dict, out: Collection) -> None:
     if isinstance(date, (int, float)):
         import datetime
         date = datetime.datetime.fromtimestamp(date / 1000, datetime.timezone.utc).isoformat(timespec="seconds")
-    out.machines.append((machine.get("cpu", "?"), machine.get("num_cpu"), f"{date} (asv, commit "
-                                                                         f"{str(data.get('commit_hash'))[:8]})"))
+    out.machines.append((machine.get("cpu", "?"), machine.get("num_cpu"), date))
+    if data.get("commit_hash"):
+        out.commits.append(str(data["commit_hash"])[:8])
     columns = data["result_columns"]
     rows = {}
     for name, values in data["results"].items():

@@ -52,7 +52,9 @@ def caption(data) -> str:
     span = dates[0] if len(dates) == 1 else (f"{dates[0]} to {dates[-1]}" if dates else "date unknown")
     datasets = sorted({str(r["dataset"]) for r in data.rows + data.tta if r.get("dataset")})
     on = f" Data: {', '.join(datasets)}." if datasets else ""
-    return f"Machine: {'; '.join(machines)}. Measured {span}.{on} pgdbench report."
+    commits = sorted(set(data.commits))
+    at = f" Commit {', '.join(commits[:3])}{' …' if len(commits) > 3 else ''}." if commits else ""
+    return f"Machine: {'; '.join(machines)}. Measured {span}.{on}{at} pgdbench report."
 
 
 def make_figures(data, out: Path) -> list[tuple[str, Path]]:
