@@ -16,7 +16,8 @@ projected backends), not a whole epoch, so ``asv run --quick`` of the whole
 suite stays short. Per-epoch figures (``track_epoch_seconds_projected``) are
 extrapolated to a 50,000-example epoch and say so in their name and unit.
 """
-from pgdbench.grid import Config, NotApplicable, Workload, expand, harness_axes, harness_record, harness_speedups
+from pgdbench.grid import (Config, NotApplicable, Workload, harness_axes, harness_configs, harness_record,
+                           harness_speedups, projected_once)
 
 _AXES = harness_axes()
 PARAMS = [_AXES["backends"], _AXES["nets"], _AXES["batch_sizes"], _AXES["threads"]]
@@ -24,6 +25,9 @@ PARAM_NAMES = ["backend", "net", "batch_size", "threads"]
 
 
 def _workload(backend, net, batch_size, threads):
+    once = projected_once(backend, int(batch_size), _AXES["batch_sizes"])
+    if once:
+        raise NotImplementedError(once)
     try:
         return Workload(Config(backend, net, int(batch_size), int(threads)))
     except NotApplicable as exc:
@@ -74,8 +78,7 @@ class TrackTraining:
     timeout = 3600  # setup_cache times the whole grid
 
     def setup_cache(self):
-        configs = expand(_AXES["backends"], _AXES["nets"], _AXES["batch_sizes"], _AXES["threads"])
-        return harness_speedups({c: harness_record(c) for c in configs})
+        return harness_speedups({c: harness_record(c) for c in harness_configs(_AXES)})
 
     def setup(self, cache, backend, net, batch_size, threads):
         record = cache.get(Config(backend, net, int(batch_size), int(threads)))

@@ -15,7 +15,7 @@ while discovering its own benchmarks, and its environments have no pytest.
 """
 import math
 
-from pgdbench.grid import Config, NotApplicable, Workload, expand, harness_axes
+from pgdbench.grid import Config, NotApplicable, Workload, expand, harness_axes, projected_once
 
 _PER_EXAMPLE = {}  # Config -> median seconds per example, for speedups within one session
 
@@ -34,6 +34,7 @@ def pytest_generate_tests(metafunc):
     axes = harness_axes(_split(opt("--backend")), _split(opt("--net")), _split(opt("--batch-size"), int),
                         _split(opt("--threads"), int))
     configs = expand(axes["backends"], axes["nets"], axes["batch_sizes"], axes["threads"])
+    metafunc.config._pgdbench_batch_sizes = axes["batch_sizes"]
     # 1-thread points first (serial counterparts before the others), so speedups can be computed as we go
     serials = {c.backend for c in configs if c.threads == 1}
     configs.sort(key=lambda c: (c.threads != 1, c.backend not in serials, c.net, c.batch_size))
@@ -46,14 +47,17 @@ def test_train_slice(benchmark, request, backend, net, batch_size, threads):
     import pytest
 
     config = Config(backend, net, batch_size, threads)
+    once = projected_once(backend, batch_size, getattr(request.config, "_pgdbench_batch_sizes", [batch_size]))
+    if once:
+        pytest.skip(once)
     try:
         work = Workload(config, request.config.getoption("--bench-examples"))
     except NotApplicable as exc:
         pytest.skip(str(exc))
     try:
         benchmark.group = f"{net}"
-        benchmark.pedantic(work.run, rounds=request.config.getoption("--bench-rounds"), iterations=1,
-                           warmup_rounds=0)
+        rounds = 1 if work.trainer.projected else request.config.getoption("--bench-rounds")  # minutes per call
+        benchmark.pedantic(work.run, rounds=rounds, iterations=1, warmup_rounds=0)
         params = work.trainer.get_params()
     finally:
         work.close()

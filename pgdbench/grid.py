@@ -163,7 +163,7 @@ def best_of(values: list[float]) -> float:
 #: Examples timed per call by the asv and pytest-benchmark suites.
 HARNESS_EXAMPLES = 512
 #: Examples timed per call for backends marked ``projected`` (the pure-Python one).
-HARNESS_PROJECTED_EXAMPLES = 8
+HARNESS_PROJECTED_EXAMPLES = 2
 #: What a timed slice is projected to: the MNIST training split of seed 000.
 EPOCH_EXAMPLES = 50_000
 #: Environment variables that narrow the asv grid (asv has no command-line parameters for benchmarks):
@@ -228,6 +228,26 @@ def harness_examples(backend: str, batch_size: int, environ=None) -> int:
     if registry.get(backend).projected:
         return min(batch_size, HARNESS_PROJECTED_EXAMPLES, base)
     return max(base, batch_size)
+
+
+def projected_once(backend: str, batch_size: int, batch_sizes) -> Optional[str]:
+    """Why a projected backend is not timed at ``batch_size``, or None.
+
+    A projected backend times fewer examples than one minibatch, so every
+    batch size would time the very same work: the harness measures it once,
+    at the smallest batch size of the grid, and skips the others with this reason.
+    """
+    from pgdbench import registry
+
+    try:
+        cls = registry.get(backend)
+    except PgdbenchError:
+        return None
+    smallest = min(batch_sizes)
+    if cls.projected and batch_size != smallest:
+        return (f"{backend} is projected: it times {HARNESS_PROJECTED_EXAMPLES} examples whatever the batch size, "
+                f"so it is measured at batch size {smallest} only")
+    return None
 
 
 def check_applicable(config: Config) -> None:
@@ -335,10 +355,15 @@ def machine_peak(dtype: str, threads: int) -> tuple[Optional[float], str]:
 
 
 def harness_record(config: Config, repeats: int = 2, examples: Optional[int] = None) -> dict:
-    """Time one grid point on a fixed slice of examples; a flat record (status ok / skipped / error / diverged)."""
+    """Time one grid point on a fixed slice of examples; a flat record (status ok / skipped / error / diverged).
+
+    Projected (very slow) backends are timed once, whatever ``repeats`` says.
+    """
     record = {"kind": "harness", **asdict(config), "options": config.options_dict}
     try:
         work = Workload(config, examples)
+        if getattr(work.trainer, "projected", False):
+            repeats = 1
     except NotApplicable as exc:
         return {**record, "status": "skipped", "reason": str(exc)}
     except Exception as exc:
@@ -358,6 +383,12 @@ def harness_record(config: Config, repeats: int = 2, examples: Optional[int] = N
             "gflops": gflops, "peak_gflops": peak_value, "peak_source": peak_source,
             "fraction_of_peak": gflops / peak_value if peak_value else None,
             "serial_counterpart": work.serial_counterpart}
+
+
+def harness_configs(axes: dict) -> list[Config]:
+    """The points the harness measures: :func:`expand` of the axes, less the repeats of projected backends."""
+    configs = expand(axes["backends"], axes["nets"], axes["batch_sizes"], axes["threads"])
+    return [c for c in configs if not projected_once(c.backend, c.batch_size, axes["batch_sizes"])]
 
 
 def harness_speedups(records: dict) -> dict:
