@@ -120,7 +120,7 @@ class OpenCLTrainer(TiledTrainer):
     @classmethod
     def availability(cls):
         missing = module_missing("pyopencl")
-        if missing:
+        if missing is not None:
             return unavailable("package pyopencl not installed (pip install '.[opencl]')")
         try:
             devices = _devices()

@@ -84,7 +84,7 @@ class TiledTrainer(Trainer):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
         self.tile, self.wpt = self.opts["tile"], self.opts["wpt"]
         check_tile(self.tile, self.wpt)
-        self.dev = None
+        self.dev = None       # close() must work even if opening the device fails
         self.dev = self.open_device(kernel_source(self.api, self.dtype, self.tile, self.wpt))
         self.real = self.dtype.type
         self.Wb = [self.dev.alloc((i + 1) * o * self.dtype.itemsize) for i, o in spec.shapes]
@@ -259,6 +259,10 @@ class TiledTrainer(Trainer):
 
     def close(self):
         if self.dev is not None:
+            # free the device buffers while their context is still current (PyCUDA needs this)
+            self.Wb, self.X, self.Y, self._capacity, self._order_capacity = [], None, None, 0, 0
+            for name in ("_act", "_delta", "_xin", "_yin", "_order"):
+                self.__dict__.pop(name, None)
             self.dev.close()
             self.dev = None
 
