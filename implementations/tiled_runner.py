@@ -53,17 +53,33 @@ def kernel_source(api: str, dtype, tile: int = 32, wpt: int = 4) -> str:
     """Compile-time parameters + the API's prelude + the shared kernel source."""
     if api not in PRELUDES:
         raise ValueError(f"api must be one of {sorted(PRELUDES)}, got {api!r}")
-    check_tile(tile, wpt)
+    check_tile(tile, wpt, dtype)
     real = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}[np.dtype(dtype)]
     header = f"#define REAL {real}\n#define TILE {int(tile)}\n#define WPT {int(wpt)}\n"
     return header + (KERNEL_DIR / PRELUDES[api]).read_text() + "\n" + (KERNEL_DIR / KERNEL_FILE).read_text()
 
 
-def check_tile(tile, wpt) -> None:
-    if not (isinstance(tile, (int, np.integer)) and 1 <= tile <= 64):
-        raise UsageError(f"option tile must be an integer from 1 to 64, got {tile!r}")
+#: Static local memory per work-group that every CUDA GPU and most OpenCL GPUs offer.
+LOCAL_MEMORY_LIMIT = 48 * 1024
+
+
+def check_tile(tile, wpt, dtype=np.float32) -> None:
+    """The tile and register block must fit the kernels' assumptions and a GPU's limits."""
+    if not (isinstance(tile, (int, np.integer)) and 1 <= tile <= 128):
+        raise UsageError(f"option tile must be an integer from 1 to 128, got {tile!r}")
     if not (isinstance(wpt, (int, np.integer)) and wpt >= 1 and tile % wpt == 0):
         raise UsageError(f"option wpt must divide the tile size {tile}, got {wpt!r}")
+    if (tile // wpt) ** 2 > 1024:
+        raise UsageError(f"tile {tile} with wpt {wpt} needs {(tile // wpt) ** 2} threads per work-group (max 1024)")
+    local = 2 * tile * (tile + 1) * np.dtype(dtype).itemsize
+    if local > LOCAL_MEMORY_LIMIT:
+        raise UsageError(f"tile {tile} needs {local} bytes of local memory in {np.dtype(dtype).name} "
+                         f"(limit {LOCAL_MEMORY_LIMIT}); use a smaller tile")
+
+
+def local_size(tile: int, wpt: int) -> tuple[int, int]:
+    """Work-group shape: each thread computes a wpt x wpt block of the tile x tile output tile."""
+    return (tile // wpt, tile // wpt)
 
 
 def groups(n: int, tile: int) -> int:
@@ -83,7 +99,8 @@ class TiledTrainer(Trainer):
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
         self.tile, self.wpt = self.opts["tile"], self.opts["wpt"]
-        check_tile(self.tile, self.wpt)
+        check_tile(self.tile, self.wpt, self.dtype)
+        self.local = local_size(self.tile, self.wpt)
         self.dev = None       # close() must work even if opening the device fails
         self.dev = self.open_device(kernel_source(self.api, self.dtype, self.tile, self.wpt))
         self.real = self.dtype.type
@@ -149,31 +166,31 @@ class TiledTrainer(Trainer):
     # -- the kernels ----------------------------------------------------------
     def _forward(self, n: int, src, gather: bool, offset: int = 0, targets=None, gather_y: bool = False) -> None:
         """Activations of every layer for ``n`` rows of ``src``; with ``targets``, also the output delta."""
-        T, rts = self.tile, self.tile // self.wpt
+        T, local = self.tile, self.local
         last = len(self.spec.shapes) - 1
         for layer, (n_in, n_out) in enumerate(self.spec.shapes):
             a = src if layer == 0 else self._act[layer - 1]
             g = int(gather and layer == 0)
             want_delta = int(targets is not None and layer == last)
-            self.dev.launch("forward_sigmoid", (groups(n_out, T), groups(n, T)), (T, rts),
+            self.dev.launch("forward_sigmoid", (groups(n_out, T), groups(n, T)), local,
                             (a, self._order, offset, g, self.Wb[layer], self._act[layer], n, n_in, n_out,
                              targets if want_delta else self._act[layer], self._delta[layer],
                              int(gather_y), want_delta))
 
     def _backprop_delta(self, n: int, layer: int) -> None:
         """δ of layer-1 from δ of layer (layer ≥ 1), with the current weights of ``layer``."""
-        T, rts = self.tile, self.tile // self.wpt
+        T, local = self.tile, self.local
         n_in, n_out = self.spec.shapes[layer]
-        self.dev.launch("backprop_delta", (groups(n_in, T), groups(n, T)), (T, rts),
+        self.dev.launch("backprop_delta", (groups(n_in, T), groups(n, T)), local,
                         (self._delta[layer], self.Wb[layer], self._act[layer - 1], self._delta[layer - 1],
                          n, n_out, n_in))
 
     def _update(self, n: int, layer: int, target, scale: float, src, gather: bool, offset: int = 0) -> None:
         """target -= scale · [a 1]ᵀ δ for ``layer`` (target: its Wb, or a zeroed gradient buffer)."""
-        T, rts = self.tile, self.tile // self.wpt
+        T, local = self.tile, self.local
         n_in, n_out = self.spec.shapes[layer]
         a = src if layer == 0 else self._act[layer - 1]
-        self.dev.launch("update_weights", (groups(n_out, T), groups(n_in + 1, T)), (T, rts),
+        self.dev.launch("update_weights", (groups(n_out, T), groups(n_in + 1, T)), local,
                         (a, self._order, offset, int(gather and layer == 0), self._delta[layer], target,
                          n_in, n_out, n, self.real(scale)))
 

@@ -77,7 +77,8 @@ class Kernels:
     """Runs one kernel on NumPy inputs and returns the outputs as NumPy arrays."""
 
     def __init__(self, dev, dtype, tile, wpt):
-        self.dev, self.dtype, self.tile, self.rts = dev, np.dtype(dtype), tile, tile // wpt
+        self.dev, self.dtype, self.tile = dev, np.dtype(dtype), tile
+        self.local = tiled_runner.local_size(tile, wpt)
 
     def buf(self, a):
         a = np.ascontiguousarray(a, self.dtype if a.dtype.kind == "f" else np.int32)
@@ -92,7 +93,7 @@ class Kernels:
 
     def run(self, name, grid_n, grid_m, args):
         g = tiled_runner.groups
-        self.dev.launch(name, (g(grid_n, self.tile), g(grid_m, self.tile)), (self.tile, self.rts), args)
+        self.dev.launch(name, (g(grid_n, self.tile), g(grid_m, self.tile)), self.local, args)
         self.dev.finish()
 
 
@@ -217,6 +218,18 @@ def test_opencl_epochs_match_reference(layers, dtype):
 def test_launches_per_step_is_five_for_net1h():
     assert launches_per_step(len(NetSpec((784, 1024, 10)).shapes)) == 5
     assert launches_per_step(len(NetSpec((784, 1024, 1024, 10)).shapes)) == 8
+
+
+def test_tile_limits_are_checked():
+    from implementations.tiled_runner import check_tile
+
+    check_tile(64, 4, np.float32)                                  # 33 KB of local memory: fits
+    with pytest.raises(UsageError, match="local memory"):
+        check_tile(64, 4, np.float64)                              # 66 KB: does not
+    with pytest.raises(UsageError, match="threads per work-group"):
+        check_tile(128, 2)
+    with pytest.raises(UsageError, match="wpt"):
+        check_tile(32, 3)
 
 
 def test_opencl_options_are_checked():
