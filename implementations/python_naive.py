@@ -90,7 +90,9 @@ class PythonTrainer(Trainer):
 
     # -- Algorithm 2 ----------------------------------------------------------
     def train_epoch(self, order, batch_size, learning_rate, progress=None):
-        order = [int(i) for i in order]
+        self._train(np.asarray(order, np.int64).tolist(), batch_size, learning_rate, progress)  # last NumPy call
+
+    def _train(self, order: list, batch_size: int, learning_rate: float, progress=None) -> None:
         for start, stop in batch_bounds(len(order), batch_size):
             gW, gb = self._zero_gradients()
             for i in order[start:stop]:
