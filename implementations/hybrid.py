@@ -15,7 +15,7 @@ Options:
   above ``threads`` is capped at ``threads`` (so a sweep's 1-thread baseline is
   always 1×1); after that it must divide ``threads``. The split actually used is
   in the results' ``backend_metadata``.
-* ``reduce``: ``main`` | ``parallel`` as in ``threads``.
+* ``reduce``: ``parallel`` (default) | ``main``, as in ``threads``.
 
 Which split is best depends on the batch size and the net: find it with a
 sweep (comma-separated option values expand into a grid; bench prints the
@@ -48,7 +48,7 @@ class HybridTrainer(ThreadsTrainer):
     description = "T_e example workers × T_b BLAS threads each (the paper's future work); -o example_workers=N"
     parallelism = Parallelism.BOTH
     serial_counterpart = "numpy"
-    options = {"example_workers": 0, "reduce": "main"}
+    options = {"example_workers": 0, "reduce": "parallel"}
 
     def _split_threads(self):
         requested = self.opts["example_workers"]

@@ -112,7 +112,7 @@ def print_best_options(records):
     for r in best:
         opts = ",".join(f"{k}={v}" for k, v in sorted(r["options"].items())) or "defaults"
         meta = r.get("backend_metadata") or {}
-        split = (f" = {meta['example_workers']} example workers × {meta['blas_threads']} BLAS threads"
+        split = (f" (split {meta['example_workers']}×{meta['blas_threads']}: example workers × BLAS threads)"
                  if "example_workers" in meta and "blas_threads" in meta else "")
         others = "; ".join(f"{','.join(f'{k}={v}' for k, v in sorted(a['options'].items()))} "
                            f"{a['seconds_per_epoch']:.3f}" for a in r["alternatives"])
