@@ -140,6 +140,7 @@ def measure(config: Config, dataset, *, epochs: int = 1, learning_rate: float = 
         "examples_timed": result.epochs[-1].examples,
         "projected": any(e.projected for e in result.epochs),
         "seconds_per_epoch": tpe,
+        "examples_per_second": len(dataset.X_train) / tpe,
         "epoch_seconds": times,
         "gflops": gflops,
         "peak_gflops": machine_peak,

@@ -92,6 +92,15 @@ def test_the_training_loop_calls_no_numpy(monkeypatch):
     assert t.get_params().max_abs_diff(expected) < 1e-12
 
 
+def test_pure_python_forward_matches_the_reference():
+    spec = NetSpec((6, 4, 3))
+    params = glorot_uniform(spec, 1, np.float64)
+    X = rng.random((5, 6))
+    t = PythonTrainer(spec, params, dtype=np.float64)
+    np.testing.assert_allclose(t.predict_pure_python(X), reference.forward(params, X)[-1], rtol=1e-13)
+    np.testing.assert_allclose(t.predict(X), reference.forward(params, X)[-1], rtol=1e-13)
+
+
 def test_is_serial_and_projected():
     assert PythonTrainer.projected and not PythonTrainer.uses_threads
     spec = NetSpec((6, 4, 3))

@@ -69,7 +69,9 @@ def run(args):
                           max_examples=args.max_examples, progress_factory=tqdm_progress(show, config.backend))
             writer.write(rec)
             records.append(rec)
-            line = (f"{rec['seconds_per_epoch']:.3f} s/epoch{' (projected)' if rec['projected'] else ''}, "
+            projected = (f" (projected from {rec['examples_timed']} examples at "
+                         f"{rec['examples_per_second']:.3g} examples/s)" if rec.get("projected") else "")
+            line = (f"{rec['seconds_per_epoch']:.3f} s/epoch{projected}, "
                     f"{rec['gflops']:.1f} GFLOP/s" if rec["status"] == "ok" else f"{rec['status']}: {rec['reason']}")
             print(f"[{k}/{len(configs)}] {config.label()}: {line}", flush=True)
         status = "complete"
