@@ -1,6 +1,7 @@
 """The thread-pool backends: uneven splits, errors, the pool's life cycle, hybrid splits, option sweeps."""
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -150,3 +151,25 @@ def test_best_options_names_the_fastest_per_point():
                          {"status": "error", "backend": "hybrid"}])
     assert len(best) == 1 and best[0]["options"] == {"example_workers": "2"}
     assert [a["seconds_per_epoch"] for a in best[0]["alternatives"]] == [3.0]
+
+
+def test_bench_sweeps_hybrid_splits_and_names_the_best(tmp_path, capsys):
+    from pgdbench.cli import main
+    from pgdbench.protocol import usable_cpus
+
+    if usable_cpus() < 2:
+        pytest.skip("a 2-thread split needs 2 usable CPUs")
+    results = tmp_path / "bench.jsonl"
+    assert main(["bench", "--backend", "hybrid", "--threads", "2", "--net", "net1h", "--batch-size", "16",
+                 "--dataset", "synthetic:256", "--max-examples", "64", "-o", "example_workers=1,2",
+                 "--results", str(results), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    best = out[out.index("best option set per point"):].splitlines()[1:]
+    two_thread = [line for line in best if "T=2" in line]
+    assert len(two_thread) == 1 and "others: example_workers=" in two_thread[0]
+    assert "split 2×1" in two_thread[0] or "split 1×2" in two_thread[0]
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    splits = {(r["threads"], r["options"].get("example_workers"),
+               r["backend_metadata"]["example_workers"], r["backend_metadata"]["blas_threads"])
+              for r in records if r.get("kind") == "bench" and r["backend"] == "hybrid"}
+    assert splits == {(2, "1", 1, 2), (2, "2", 2, 1), (1, "1", 1, 1), (1, "2", 1, 1)}

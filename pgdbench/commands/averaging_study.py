@@ -117,7 +117,7 @@ def run(args):
     rows = summarise(runs, combines)
     print(table(rows, [("combine", "combine"), ("replicas", "replicas"), ("examples", "examples/replica"),
                        ("val", "val acc"), ("test", "test acc"), ("tpe", "s/epoch"), ("speedup", "vs 1 replica"),
-                       ("note", "")]))
+                       ("note", "note")]))
     print(f"(mean over {len(args.seeds)} seed(s); results appended to {args.results})")
     return 0
 
