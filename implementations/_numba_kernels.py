@@ -216,47 +216,21 @@ def thread_batch(p, X, Y, idx, Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, on
         column_sums(d, gb[l][p, 0])
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def batch_gradients(X, Y, idx, Ws, bs, xs, ys, acts, deltas, G, gb, n_threads, use_blas):
-    """Summed (not averaged) gradients of the examples idx, left in G[l][0] and gb[l][0]."""
-    one = Ws[0][0, 0] * 0 + 1
-    n = idx.shape[0]
-    P = min(n_threads, n)
-    for p in prange(P):
-        thread_batch(p, X, Y, idx[(n * p) // P:(n * (p + 1)) // P], Ws, bs, xs, ys, acts, deltas, G, gb,
-                     use_blas, one)
-    for l in range(len(Ws)):
-        Gl, gbl = G[l], gb[l]
-        rows, cols = Ws[l].shape
-        for r in prange(rows):
-            for p in range(1, P):
-                for j in range(cols):
-                    Gl[0, r, j] += Gl[p, r, j]
-        for p in range(1, P):
-            for j in range(cols):
-                gbl[0, 0, j] += gbl[p, 0, j]
+TRAIN, GRADIENTS, FORWARD = 0, 1, 2
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def forward_rows(X, Ws, bs, xs, acts, n_threads, use_blas, out):
-    """out = a_L of the rows of X (len(X) ≤ n_threads × the buffers' rows)."""
-    one = Ws[0][0, 0] * 0 + 1
-    n = X.shape[0]
-    P = min(n_threads, n)
-    L = len(Ws)
-    for p in prange(P):
-        lo = (n * p) // P
-        hi = (n * (p + 1)) // P
-        forward_thread(p, X, np.arange(lo, hi), Ws, bs, xs, acts, use_blas, one)
-        out[lo:hi] = acts[L - 1][p, :hi - lo]
+def run(mode, X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, deltas, G, gb, n_threads, use_blas,
+        learning_rate, scratch, out):
+    """The one parallel kernel (one compilation per dtype), in three modes:
 
+    TRAIN:     minibatch GD over the examples order[start:stop] in steps of batch_size;
+    GRADIENTS: the summed (not averaged) gradients of order[start:stop] (one batch) left in G[l][0], gb[l][0];
+    FORWARD:   a_L of order[start:stop] into out, batch_size rows at a time.
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def train_steps(X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, deltas, G, gb,
-                n_threads, use_blas, learning_rate, scratch):
-    """Minibatches order[start:stop] in steps of batch_size: parallel gradients, parallel reduction, update.
-
-    ``scratch`` is a 1-element array of the parameters' dtype (keeps the update in that precision).
+    Ws, bs, acts, deltas, G, gb are typed lists (one entry per layer), so that
+    nets of any depth share the compiled code. ``scratch`` is a 1-element
+    array of the parameters' dtype (keeps η/B, and so the update, in that precision).
     """
     one = Ws[0][0, 0] * 0 + 1                            # 1 in the parameters' dtype
     L = len(Ws)
@@ -268,9 +242,15 @@ def train_steps(X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, delt
         for p in prange(P):
             lo = s + (n * p) // P
             hi = s + (n * (p + 1)) // P
-            thread_batch(p, X, Y, order[lo:hi], Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, one)
-        # reduction of the P private sums, fused with the update, split over weight rows
-        scratch[0] = learning_rate / n                   # η/B, stored to take the parameters' dtype
+            if mode == FORWARD:
+                forward_thread(p, X, order[lo:hi], Ws, bs, xs, acts, use_blas, one)
+                out[lo - start:hi - start] = acts[L - 1][p, :hi - lo]
+            else:
+                thread_batch(p, X, Y, order[lo:hi], Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, one)
+        if mode == FORWARD:
+            continue
+        # reduction of the P private sums into G[l][0], fused with the update, split over weight rows
+        scratch[0] = learning_rate / n                   # η/B
         scale = scratch[0]
         for l in range(L):
             W, b, Gl, gbl = Ws[l], bs[l], G[l], gb[l]
@@ -278,18 +258,19 @@ def train_steps(X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, delt
             for r in prange(rows + 1):
                 if r < rows:
                     acc, dst = Gl[0, r], W[r]
-                    for p in range(1, P):
-                        src = Gl[p, r]
+                    for q in range(1, P):
+                        src = Gl[q, r]
                         for j in range(cols):
                             acc[j] += src[j]
                 else:
                     acc, dst = gbl[0, 0], b
-                    for p in range(1, P):
-                        src = gbl[p, 0]
+                    for q in range(1, P):
+                        src = gbl[q, 0]
                         for j in range(cols):
                             acc[j] += src[j]
-                for j in range(cols):
-                    dst[j] -= scale * acc[j]
+                if mode == TRAIN:
+                    for j in range(cols):
+                        dst[j] -= scale * acc[j]
 
 
 @njit(parallel=True, cache=True)

@@ -91,8 +91,10 @@ class NumbaTrainer(Trainer):
 
         self.numba, self.k = numba, kernels
         self.use_blas = self.opts["kernel"] == "blas"
-        self.Ws = tuple(np.array(w, dtype=self.dtype, order="C") for w in params.weights)
-        self.bs = tuple(np.array(b, dtype=self.dtype) for b in params.biases)
+        self.Ws = [np.array(w, dtype=self.dtype, order="C") for w in params.weights]
+        self.bs = [np.array(b, dtype=self.dtype) for b in params.biases]
+        # typed lists (not tuples): their type does not depend on the depth, so one compilation serves all nets
+        self._Ws, self._bs = self._typed(self.Ws), self._typed(self.bs)
         self._scratch = np.zeros(1, self.dtype)
         self._capacity = 0
         self._ensure_buffers(1)
@@ -101,8 +103,15 @@ class NumbaTrainer(Trainer):
             # compile (or load from the cache) for this dtype and depth, on an empty range: no work done
             self.X = np.zeros((1, spec.n_inputs), self.dtype)
             self.Y = np.zeros((1, spec.n_outputs), self.dtype)
-            self._run(np.zeros(1, np.int64), 0, 0, 1, 0.0)
-            self._capacity = 0
+            self._run(kernels.TRAIN, self.X, self.Y, np.zeros(1, np.int64), 0, 0, 1, 0.0)
+
+    def _typed(self, arrays):
+        from numba.typed import List
+
+        out = List()
+        for a in arrays:
+            out.append(a)
+        return out
 
     # -- buffers ----------------------------------------------------------
     def _ensure_buffers(self, batch_size: int) -> None:
@@ -118,10 +127,11 @@ class NumbaTrainer(Trainer):
 
         self._xs = slabs(rows, widths[0])
         self._ys = slabs(rows, widths[-1])
-        self._acts = tuple(slabs(rows, w) for w in widths[1:])
-        self._deltas = tuple(slabs(rows, w) for w in widths[1:])
-        self._G = tuple(slabs(n_in, n_out) for n_in, n_out in self.spec.shapes)
-        self._gb = tuple(slabs(1, n_out) for n_out in widths[1:])
+        self._acts = self._typed([slabs(rows, w) for w in widths[1:]])
+        self._deltas = self._typed([slabs(rows, w) for w in widths[1:]])
+        self._G = self._typed([slabs(n_in, n_out) for n_in, n_out in self.spec.shapes])
+        self._gb = self._typed([slabs(1, n_out) for n_out in widths[1:]])
+        self._out = np.zeros((0, widths[-1]), dt)
         self._capacity = batch_size
         self._rows = rows * P  # examples the buffers hold at once
 
@@ -133,10 +143,10 @@ class NumbaTrainer(Trainer):
         self.X = np.ascontiguousarray(X, dtype=self.dtype)
         self.Y = np.ascontiguousarray(Y, dtype=self.dtype)
 
-    def _run(self, order, start, stop, batch_size, learning_rate):
-        self.k.train_steps(self.X, self.Y, order, start, stop, batch_size, self.Ws, self.bs, self._xs, self._ys,
-                           self._acts, self._deltas, self._G, self._gb, self.threads, self.use_blas,
-                           float(learning_rate), self._scratch)
+    def _run(self, mode, X, Y, order, start, stop, batch_size, learning_rate=0.0, out=None):
+        self.k.run(mode, X, Y, order, start, stop, batch_size, self._Ws, self._bs, self._xs, self._ys,
+                   self._acts, self._deltas, self._G, self._gb, self.threads, self.use_blas,
+                   float(learning_rate), self._scratch, self._out if out is None else out)
 
     def train_epoch(self, order, batch_size, learning_rate, progress=None):
         self._ensure_buffers(batch_size)
@@ -146,7 +156,7 @@ class NumbaTrainer(Trainer):
         with self._threads():
             for start in range(0, n, step):
                 stop = min(start + step, n)
-                self._run(order, start, stop, batch_size, learning_rate)
+                self._run(self.k.TRAIN, self.X, self.Y, order, start, stop, batch_size, learning_rate)
                 if progress is not None:
                     progress(stop - start)
 
@@ -167,8 +177,7 @@ class NumbaTrainer(Trainer):
         out = self.predict(X)  # the loss from the same compiled forward pass
         self._ensure_buffers(n)
         with self._threads():
-            self.k.batch_gradients(X, Y, np.arange(n, dtype=np.int64), self.Ws, self.bs, self._xs, self._ys,
-                                   self._acts, self._deltas, self._G, self._gb, self.threads, self.use_blas)
+            self._run(self.k.GRADIENTS, X, Y, np.arange(n, dtype=np.int64), 0, n, n)
         loss = float(0.5 * np.sum((out.astype(np.float64) - Y) ** 2) / n)
         grads = Parameters([G[0, :n_in] / n for G, (n_in, _) in zip(self._G, self.spec.shapes)],
                            [gb[0, 0] / n for gb in self._gb])
@@ -179,10 +188,9 @@ class NumbaTrainer(Trainer):
         self._ensure_buffers(max(self._capacity, 256 * self.threads))
         out = np.empty((len(X), self.spec.n_outputs), self.dtype)
         with self._threads():
-            for start in range(0, len(X), self._rows):
-                stop = min(start + self._rows, len(X))
-                self.k.forward_rows(X[start:stop], self.Ws, self.bs, self._xs, self._acts, self.threads,
-                                    self.use_blas, out[start:stop])
+            # Y is not read in this mode; self._out is an empty stand-in of the right type
+            self._run(self.k.FORWARD, X, self._out, np.arange(len(X), dtype=np.int64), 0, len(X), self._rows,
+                      out=out)
         return out
 
     def metadata(self):
