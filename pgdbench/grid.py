@@ -12,10 +12,9 @@ import math
 import statistics
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Iterable, Optional
 
-import numpy as np
 
 from pgdbench.errors import DivergedError, PgdbenchError
 

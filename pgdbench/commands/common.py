@@ -113,3 +113,13 @@ def fmt(value) -> str:
             return "-"
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
     return str(value)
+
+
+def prepare_run(args):
+    """The backend class, its options, the data set and the net of a single-backend command (train, tune, ...)."""
+    from pgdbench import registry
+
+    cls = registry.get_available(args.backend)
+    options = parse_options(args.option)
+    dataset = load_data(args)
+    return cls, options, dataset, resolve_spec(args, dataset)

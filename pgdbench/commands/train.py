@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from pgdbench.commands.common import (add_data_arguments, add_model_arguments, add_option_argument, load_data,
-                                      parse_options, positive_float, positive_int, resolve_spec, tqdm_progress)
+from pgdbench.commands.common import (add_data_arguments, add_model_arguments, add_option_argument, prepare_run,
+                                      positive_float, positive_int, tqdm_progress)
 
 HELP = "train one backend, printing time per epoch, GFLOP/s and accuracy"
 
@@ -16,9 +16,10 @@ def add_arguments(p):
     p.add_argument("--backend", default="numpy", help="registered backend name (see pgdbench list)")
     add_model_arguments(p)
     add_data_arguments(p)
-    p.add_argument("--epochs", type=positive_int, default=3)
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive_float, default=0.5, help="learning rate (default 0.5; see pgdbench tune)")
+    p.add_argument("--epochs", type=positive_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=0.25,
+                   help="learning rate (default 0.25, good for Net-1h at batch 16-32; see pgdbench tune)")
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--max-examples", type=positive_int,
                    help="time only this many examples per epoch and report the epoch time as projected")
@@ -29,16 +30,12 @@ def add_arguments(p):
 
 
 def run(args):
-    from pgdbench import registry
     from pgdbench.machine import machine_info
     from pgdbench.model import DTYPES
     from pgdbench.results import ResultsWriter
     from pgdbench.training import fit
 
-    cls = registry.get_available(args.backend)
-    options = parse_options(args.option)
-    dataset = load_data(args)
-    spec = resolve_spec(args, dataset)
+    cls, options, dataset, spec = prepare_run(args)
     print(f"{dataset.summary()}\nbackend {cls.name} ({cls.parallelism.value}), net {spec.name} "
           f"({spec.n_parameters:,} parameters, {spec.flops_per_example() / 1e6:.2f} MFLOP per example), "
           f"batch {args.batch_size}, lr {args.lr}, threads {args.threads}, {args.dtype}")
