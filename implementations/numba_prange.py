@@ -71,7 +71,9 @@ class NumbaTrainer(Trainer):
 
     @classmethod
     def availability(cls):
-        return module_missing("numba") or AVAILABLE
+        # (not `module_missing(...) or AVAILABLE`: an Availability(False) is falsy)
+        missing = module_missing("numba")
+        return AVAILABLE if missing is None else missing
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)

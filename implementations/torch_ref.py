@@ -45,7 +45,9 @@ class TorchTrainer(Trainer):
 
     @classmethod
     def availability(cls):
-        return module_missing("torch") or AVAILABLE
+        # (not `module_missing(...) or AVAILABLE`: an Availability(False) is falsy)
+        missing = module_missing("torch")
+        return AVAILABLE if missing is None else missing
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
