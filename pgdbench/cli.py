@@ -11,7 +11,7 @@ import sys
 
 from pgdbench.errors import PgdbenchError
 
-COMMANDS = ["list", "train", "bench", "tune", "peak", "check", "averaging-study"]
+COMMANDS = ["list", "train", "bench", "tune", "peak", "check", "tta", "report", "averaging-study"]
 
 
 class Parser(argparse.ArgumentParser):

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import sys
 
-from pgdbench.commands.common import (add_data_arguments, add_option_argument, int_list, load_data, parse_options,
-                                      positive_float, positive_int, table, tqdm_progress)
+from pgdbench.commands.common import (add_data_arguments, add_option_argument, grid_progress, int_list, load_data,
+                                      parse_options, positive_float, positive_int, sigterm_as_interrupt, table,
+                                      tqdm_progress)
 from pgdbench.grid import BATCH_SIZES, NETS
 
 HELP = "time a grid of backends × nets × batch sizes × threads"
 
 
 def add_arguments(p):
-    p.add_argument("--backend", action="append", help="backend (repeatable; default: numpy)")
+    p.add_argument("--backend", action="append",
+                   help="backend (repeatable; 'all' = every registered backend, unavailable ones recorded as such; "
+                        "default: numpy)")
     p.add_argument("--net", action="append", help=f"net preset (repeatable; default: {', '.join(NETS)})")
     p.add_argument("--batch-size", type=int_list, help=f"comma-separated (default {','.join(map(str, BATCH_SIZES))})")
     p.add_argument("--threads", type=int_list, help="comma-separated thread counts (default 1 and all CPUs)")
@@ -48,6 +51,8 @@ def run(args):
     from pgdbench.results import ResultsWriter
 
     backends = args.backend or ["numpy"]
+    if "all" in backends:
+        backends = registry.names()
     for b in backends:
         registry.get(b)
     threads = args.threads or sorted({1, usable_cpus()})
@@ -62,23 +67,27 @@ def run(args):
     print(f"{len(configs)} configurations on {dataset.summary()}; appending to {args.results}", flush=True)
     writer = ResultsWriter(args.results, "bench", machine_info(), {k: v for k, v in vars(args).items() if k != "run"})
     records, status = [], "failed"
+    show = not args.quiet and sys.stderr.isatty()
+    overall = grid_progress(show, len(configs))
     try:
-        for k, config in enumerate(configs, 1):
-            show = not args.quiet and sys.stderr.isatty()
-            rec = measure(config, dataset, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
-                          max_examples=args.max_examples, progress_factory=tqdm_progress(show, config.backend))
-            writer.write(rec)
-            records.append(rec)
-            projected = (f" (projected from {rec['examples_timed']} examples at "
-                         f"{rec['examples_per_second']:.3g} examples/s)" if rec.get("projected") else "")
-            line = (f"{rec['seconds_per_epoch']:.3f} s/epoch{projected}, "
-                    f"{rec['gflops']:.1f} GFLOP/s" if rec["status"] == "ok" else f"{rec['status']}: {rec['reason']}")
-            print(f"[{k}/{len(configs)}] {config.label()}: {line}", flush=True)
+        with sigterm_as_interrupt():
+            for k, config in enumerate(configs, 1):
+                rec = measure(config, dataset, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
+                              max_examples=args.max_examples, progress_factory=tqdm_progress(show, config.backend))
+                writer.write(rec)
+                records.append(rec)
+                projected = (f" (projected from {rec['examples_timed']} examples at "
+                             f"{rec['examples_per_second']:.3g} examples/s)" if rec.get("projected") else "")
+                line = (f"{rec['seconds_per_epoch']:.3f} s/epoch{projected}, "
+                        f"{rec['gflops']:.1f} GFLOP/s" if rec["status"] == "ok" else f"{rec['status']}: {rec['reason']}")
+                overall.write(f"[{k}/{len(configs)}] {config.label()}: {line}")
+                overall.update(1)
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
+        overall.close()
         writer.close(status)
         if records:
             print_table(add_speedups(records))
