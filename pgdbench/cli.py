@@ -12,7 +12,7 @@ import sys
 
 from pgdbench.errors import PgdbenchError
 
-COMMANDS = ["list", "train", "bench", "tune", "peak", "check"]
+COMMANDS = ["list", "train", "bench", "tune", "peak", "check", "mpi-bench"]
 
 
 class Parser(argparse.ArgumentParser):
