@@ -58,9 +58,7 @@ def mpi_metadata(comm, threads: int) -> dict:
     """Facts for results files. Collective (every rank must call it): it counts the ranks on this host."""
     from mpi4py import MPI
 
-    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    on_this_host = local.Get_size()
-    local.Free()
+    on_this_host = mpi.local_size(comm)
     return {"ranks": comm.Get_size(), "ranks_on_this_host": on_this_host, "blas_threads_per_rank": threads,
             "oversubscribed": on_this_host * threads > usable_cpus(),
             "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),

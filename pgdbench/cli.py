@@ -12,7 +12,7 @@ import sys
 
 from pgdbench.errors import PgdbenchError
 
-COMMANDS = ["list", "train", "bench", "tune", "peak", "check", "mpi-bench"]
+COMMANDS = ["list", "train", "bench", "tune", "peak", "check", "mpi-bench", "dbn"]
 
 
 class Parser(argparse.ArgumentParser):

@@ -62,6 +62,17 @@ def comm():
     return MPI.COMM_WORLD
 
 
+def local_size(comm) -> int:
+    """Ranks of ``comm`` on this host (collective: every rank must call it)."""
+    from mpi4py import MPI
+
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return local.Get_size()
+    finally:
+        local.Free()
+
+
 def abort(code: int, message: str) -> None:
     """Print ``message`` (naming this rank) to stderr and abort the whole MPI job with ``code``."""
     rank, size = launched_rank(), launched_size()
