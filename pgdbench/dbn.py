@@ -279,23 +279,29 @@ def train_rbm(comm, shard: np.ndarray, n_hidden: int, *, layer: int, epochs: int
 
 
 def pretrain(comm, X: Optional[np.ndarray], hidden: Sequence[int], *, epochs: int = 50, batch_size: int = 125,
-             lr: float = 0.1, tau: Optional[float] = None, seed: int = 0, dtype=np.float32,
+             lr: float = 0.1, tau: Optional[float] = None, seed: int = 0, dtype=np.float32, threads: int = 1,
              log=None) -> tuple[list[RBM], list[LayerReport]]:
     """The whole of Table 1: every layer in turn, every layer data-parallel over the ranks of ``comm``.
 
-    ``X`` (the training inputs) is needed on rank 0 only.
+    ``X`` (the training inputs) is needed on rank 0 only. ``threads``: BLAS
+    threads per rank (set for the duration of the call: an unlimited OpenBLAS
+    on a busy machine spins its threads against each other and runs the small
+    GEMMs of CD-1 dozens of times slower).
     """
+    from threadpoolctl import threadpool_limits
+
     if batch_size <= 0 or epochs <= 0 or not lr > 0:
         raise UsageError("batch size, epochs and learning rate must be positive")
     shard = scatter_shards(comm, X, seed, dtype)
     rbms, reports = [], []
-    for layer, n_hidden in enumerate(hidden, 1):
-        rbm, report = train_rbm(comm, shard, n_hidden, layer=layer, epochs=epochs, batch_size=batch_size, lr=lr,
-                                tau=tau, seed=seed, log=log)
-        rbms.append(rbm)
-        reports.append(report)
-        if layer < len(hidden):
-            shard = rbm.hidden_probabilities(shard)              # step 8: stays on this rank
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for layer, n_hidden in enumerate(hidden, 1):
+            rbm, report = train_rbm(comm, shard, n_hidden, layer=layer, epochs=epochs, batch_size=batch_size, lr=lr,
+                                    tau=tau, seed=seed, log=log)
+            rbms.append(rbm)
+            reports.append(report)
+            if layer < len(hidden):
+                shard = rbm.hidden_probabilities(shard)          # step 8: stays on this rank
     return rbms, reports
 
 

@@ -75,8 +75,6 @@ def run(args):
 
 def run_one(args):
     import numpy as np
-    from threadpoolctl import threadpool_limits
-
     from pgdbench import dbn, mpi
     from pgdbench.commands.common import load_data
     from pgdbench.machine import machine_info
@@ -106,11 +104,10 @@ def run_one(args):
     status = "failed"
     log = (lambda line: print(line, flush=True)) if root and not args.quiet else None
     try:
-        with threadpool_limits(limits=args.threads, user_api="blas"):
-            rbms, layers = dbn.pretrain(comm, dataset.X_train if root else None, args.hidden, epochs=args.epochs,
-                                        batch_size=args.batch_size, lr=args.lr,
-                                        tau=args.tau if args.stop == "convergence" else None, seed=args.seed,
-                                        dtype=dtype, log=log)
+        rbms, layers = dbn.pretrain(comm, dataset.X_train if root else None, args.hidden, epochs=args.epochs,
+                                    batch_size=args.batch_size, lr=args.lr,
+                                    tau=args.tau if args.stop == "convergence" else None, seed=args.seed,
+                                    dtype=dtype, threads=args.threads, log=log)
         if not root:
             status = "complete"
             return 0
@@ -133,11 +130,10 @@ def run_one(args):
                    "reconstruction_errors": [r.reconstruction_error for r in layers], "seed": args.seed}
         params = spec = None
         if args.finetune_epochs:
-            with threadpool_limits(limits=args.threads, user_api="blas"):
-                ft, spec, params = dbn.fine_tune(rbms, dataset, epochs=args.finetune_epochs,
-                                                 batch_size=args.finetune_batch_size, lr=args.finetune_lr,
-                                                 tau_rms=args.tau_rms, seed=args.seed, threads=args.threads,
-                                                 dtype=dtype, log=log)
+            ft, spec, params = dbn.fine_tune(rbms, dataset, epochs=args.finetune_epochs,
+                                             batch_size=args.finetune_batch_size, lr=args.finetune_lr,
+                                             tau_rms=args.tau_rms, seed=args.seed, threads=args.threads,
+                                             dtype=dtype, log=log)
             print(f"fine-tuning {spec.name}: {ft.epochs} epochs ({ft.stopped_by}), {ft.seconds:.2f} s, "
                   f"RMS error {ft.rms_errors[-1]:.4f}; classification error: validation {ft.val_error:.2%}, "
                   f"test {ft.test_error:.2%}", flush=True)
