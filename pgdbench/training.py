@@ -104,7 +104,7 @@ def fit(trainer_cls: type, spec: NetSpec, dataset: Dataset, *, epochs: int = 1, 
         trainer.load_data(X, Y)
         transfer = time.perf_counter() - start
         if warmup_batches > 0:
-            order = epoch_order(n, seed, 0, shuffle)[: min(n, warmup_batches * batch_size)]
+            order = epoch_order(n, seed, 0, shuffle)[: min(n, warmup_batches * batch_size)]  # epochs count from 1
             trainer.train_epoch(order, batch_size, learning_rate)
             trainer.set_params(initial)
         result = RunResult(trainer_cls.name, spec, batch_size, learning_rate, threads, dtype.name, transfer,

@@ -22,7 +22,8 @@ KNOWN_FILES = {
     "corrected.gz": "74f0daef49b242badc09f2adbd457dea6a45b4f77177efbd11216d333651044b",
 }
 
-#: Public mirrors, tried in order. $PGDBENCH_MIRROR_<SET> (a base URL) is tried first.
+#: Public mirrors, tried in order. $PGDBENCH_MIRROR_<SET> (a base URL) replaces them;
+#: $PGDBENCH_OFFLINE=1 forbids downloading altogether.
 MIRRORS = {
     "mnist": [
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -89,10 +90,12 @@ def locate(filename: str, collection: str, data_dir=None, download: bool = True)
 def fetch(filename: str, collection: str, searched: str) -> Path:
     import pooch
 
-    mirrors = list(MIRRORS[collection])
+    advice = (f"Put the file in one of those folders, or pass --data-dir DIR, or set PGDBENCH_DATA=DIR; "
+              f"offline, use the embedded default --dataset mnist-sample")
+    if os.environ.get("PGDBENCH_OFFLINE"):
+        raise DataError(f"{filename} not found locally (searched {searched}) and PGDBENCH_OFFLINE is set. {advice}")
     override = os.environ.get(f"PGDBENCH_MIRROR_{collection.upper()}")
-    if override:
-        mirrors.insert(0, override.rstrip("/") + "/")
+    mirrors = [override.rstrip("/") + "/"] if override else list(MIRRORS[collection])
     errors = []
     for base in mirrors:
         try:
@@ -105,6 +108,5 @@ def fetch(filename: str, collection: str, searched: str) -> Path:
             errors.append(f"{base}: {type(exc).__name__}: {str(exc)[:120]}")
     raise DataError(
         f"{filename} not found locally (searched {searched}) and could not be downloaded "
-        f"({'; '.join(errors)}). Put the file in one of those folders, or pass --data-dir DIR, "
-        f"or set PGDBENCH_DATA=DIR; offline, use the embedded default --dataset mnist-sample"
+        f"({'; '.join(errors)}). {advice}"
     )
