@@ -111,8 +111,7 @@ class AveragingTrainer(Trainer):
         """Replica 0 becomes the average (or sum) of all; the others copy it."""
         if self.n_replicas == 1:
             return
-        master, others = self.replicas[0], self.replicas[1:]
-        for layer in range(len(master.W)):
+        for layer in range(len(self.replicas[0].W)):
             for arrays in ([r.W[layer] for r in self.replicas], [r.b[layer] for r in self.replicas]):
                 total = arrays[0]
                 for a in arrays[1:]:

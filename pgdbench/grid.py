@@ -15,6 +15,8 @@ import traceback
 from dataclasses import asdict, dataclass
 from typing import Iterable, Optional
 
+import numpy as np
+
 
 from pgdbench.errors import DivergedError, PgdbenchError
 

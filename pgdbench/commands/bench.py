@@ -45,7 +45,7 @@ def add_arguments(p):
 
 def run(args):
     from pgdbench import registry
-    from pgdbench.grid import add_speedups, best_options, expand, measure, option_grid
+    from pgdbench.grid import add_speedups, expand, measure, option_grid
     from pgdbench.machine import machine_info
     from pgdbench.protocol import check_threads, usable_cpus
     from pgdbench.results import ResultsWriter
