@@ -10,18 +10,21 @@ from pgdbench import registry
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 SHARED_KDD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kddcup99"
+# Read once: the autouse fixture below removes them from the environment of every test.
+DATA_ENV = os.environ.get("PGDBENCH_DATA")
+KDD_ENV = os.environ.get("PGDBENCH_KDD_DATA")
 
 
 def mnist_dir() -> Path | None:
     """The real MNIST files: $PGDBENCH_DATA if it holds them, else ../shared/data/mnist, else None."""
-    for candidate in (os.environ.get("PGDBENCH_DATA"), SHARED_MNIST):
+    for candidate in (DATA_ENV, SHARED_MNIST):
         if candidate and (Path(candidate) / "train-images-idx3-ubyte.gz").is_file():
             return Path(candidate)
     return None
 
 
 def kdd_dir() -> Path | None:
-    for candidate in (os.environ.get("PGDBENCH_KDD_DATA"), SHARED_KDD):
+    for candidate in (KDD_ENV, SHARED_KDD):
         if candidate and (Path(candidate) / "kddcup.data_10_percent.gz").is_file():
             return Path(candidate)
     return None
@@ -42,6 +45,8 @@ def available_backend(name: str) -> type:
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
-    """No test reads or fills the user's cache, and none downloads unless it serves the files itself."""
+    """No test reads or fills the user's cache, finds data it was not pointed at, or downloads
+    (unless it serves the files itself)."""
     monkeypatch.setenv("PGDBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PGDBENCH_OFFLINE", "1")
+    monkeypatch.delenv("PGDBENCH_DATA", raising=False)

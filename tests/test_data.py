@@ -236,7 +236,6 @@ def test_download_verifies_and_caches(http_folder, monkeypatch, tmp_path):
     folder, url = http_folder
     shutil.copy(mnist_dir() / "t10k-labels-idx1-ubyte.gz", folder)
     monkeypatch.delenv("PGDBENCH_OFFLINE")
-    monkeypatch.delenv("PGDBENCH_DATA", raising=False)
     monkeypatch.setenv("PGDBENCH_MIRROR_MNIST", url)
     from pgdbench.data.sources import cache_dir, locate
     path = locate("t10k-labels-idx1-ubyte.gz", "mnist")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from pgdbench.commands.common import (add_data_arguments, add_model_arguments, add_option_argument, load_data,
-                                      parse_options, positive_float, positive_int, resolve_spec, tqdm_progress)
+from pgdbench.commands.common import (add_data_arguments, add_model_arguments, add_option_argument, prepare_run,
+                                      positive_float, positive_int, tqdm_progress)
 
 HELP = "train one backend, printing time per epoch, GFLOP/s and accuracy"
 
@@ -16,9 +16,10 @@ def add_arguments(p):
     p.add_argument("--backend", default="numpy", help="registered backend name (see pgdbench list)")
     add_model_arguments(p)
     add_data_arguments(p)
-    p.add_argument("--epochs", type=positive_int, default=3)
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive_float, default=0.5, help="learning rate (default 0.5; see pgdbench tune)")
+    p.add_argument("--epochs", type=positive_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=0.25,
+                   help="learning rate (default 0.25, good for Net-1h at batch 16-32; see pgdbench tune)")
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--max-examples", type=positive_int,
                    help="time only this many examples per epoch and report the epoch time as projected")
@@ -29,21 +30,19 @@ def add_arguments(p):
 
 
 def run(args):
-    from pgdbench import registry
     from pgdbench.machine import machine_info
     from pgdbench.model import DTYPES
+    from pgdbench.mpi import is_root
     from pgdbench.results import ResultsWriter
     from pgdbench.training import fit
 
-    cls = registry.get_available(args.backend)
-    options = parse_options(args.option)
-    dataset = load_data(args)
-    spec = resolve_spec(args, dataset)
+    cls, options, dataset, spec = prepare_run(args)
     print(f"{dataset.summary()}\nbackend {cls.name} ({cls.parallelism.value}), net {spec.name} "
           f"({spec.n_parameters:,} parameters, {spec.flops_per_example() / 1e6:.2f} MFLOP per example), "
           f"batch {args.batch_size}, lr {args.lr}, threads {args.threads}, {args.dtype}")
     writer = None
-    if args.results:
+    root = is_root()  # under mpiexec only rank 0 writes files (the other ranks' stdout is silenced by the CLI)
+    if args.results and root:
         writer = ResultsWriter(args.results, "train", machine_info(), vars_for_record(args))
 
     def on_epoch(rec):
@@ -70,7 +69,7 @@ def run(args):
         if writer:
             writer.close(status)
     print(f"transfer {result.transfer_seconds:.3f} s; test accuracy {result.test_accuracy:.2%}")
-    if args.save:
+    if args.save and root:
         result.params.save(args.save)
         print(f"parameters saved to {args.save}")
     return 0

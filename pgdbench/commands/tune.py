@@ -6,7 +6,7 @@ the loss diverges is reported as such and never chosen.
 from __future__ import annotations
 
 from pgdbench.commands.common import (add_data_arguments, add_model_arguments, add_option_argument, float_list,
-                                      load_data, parse_options, positive_int, resolve_spec, table)
+                                      positive_int, prepare_run, table)
 
 HELP = "grid-search the learning rate on the validation split"
 PAPER_GRID = [0.001, 0.002, 0.01, 0.1, 0.5, 1.0]
@@ -25,17 +25,13 @@ def add_arguments(p):
 
 
 def run(args):
-    from pgdbench import registry
     from pgdbench.errors import DivergedError
     from pgdbench.machine import machine_info
     from pgdbench.model import DTYPES
     from pgdbench.results import ResultsWriter
     from pgdbench.training import fit
 
-    cls = registry.get_available(args.backend)
-    options = parse_options(args.option)
-    dataset = load_data(args)
-    spec = resolve_spec(args, dataset)
+    cls, options, dataset, spec = prepare_run(args)
     print(f"tuning {cls.name} on {dataset.summary()}, net {spec.name}, batch {args.batch_size}, {args.epochs} epochs")
     writer = ResultsWriter(args.results, "tune", machine_info(), {}) if args.results else None
     rows, status = [], "failed"

@@ -90,8 +90,8 @@ def locate(filename: str, collection: str, data_dir=None, download: bool = True)
 def fetch(filename: str, collection: str, searched: str) -> Path:
     import pooch
 
-    advice = (f"Put the file in one of those folders, or pass --data-dir DIR, or set PGDBENCH_DATA=DIR; "
-              f"offline, use the embedded default --dataset mnist-sample")
+    advice = ("Put the file in one of those folders, or pass --data-dir DIR, or set PGDBENCH_DATA=DIR; "
+              "offline, use the embedded default --dataset mnist-sample")
     if os.environ.get("PGDBENCH_OFFLINE"):
         raise DataError(f"{filename} not found locally (searched {searched}) and PGDBENCH_OFFLINE is set. {advice}")
     override = os.environ.get(f"PGDBENCH_MIRROR_{collection.upper()}")
