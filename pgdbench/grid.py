@@ -71,6 +71,34 @@ def expand(backends: Iterable[str], nets: Iterable[str], batch_sizes: Iterable[i
     return unique
 
 
+def option_grid(options: Optional[dict]) -> list[dict]:
+    """Expand comma-separated option values into every combination, e.g. for a sweep of a backend's options.
+
+    ``{"example_workers": "1,2", "reduce": "main"}`` → two option dicts. Values
+    without a comma are kept as they are (so typed values pass through).
+    """
+    options = options or {}
+    keys = list(options)
+    choices = [[v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) and "," in value
+               else [value] for value in options.values()]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*choices)]
+
+
+def best_options(records: list[dict]) -> list[dict]:
+    """For every point measured under several option sets (same backend, net, batch, threads, dtype),
+    the fastest record, with ``alternatives``: the other records of that point, fastest first."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r.get("status") == "ok":
+            groups.setdefault((r["backend"], r["net"], r["batch_size"], r["threads"], r["dtype"]), []).append(r)
+    out = []
+    for group in groups.values():
+        if len({_opts(r) for r in group}) > 1:
+            ranked = sorted(group, key=lambda r: r["seconds_per_epoch"])
+            out.append({**ranked[0], "alternatives": ranked[1:]})
+    return out
+
+
 def measure(config: Config, dataset, *, epochs: int = 1, learning_rate: float = 0.1, seed: int = 0,
             max_examples: Optional[int] = None, warmup_batches: int = 2, progress_factory=None) -> dict:
     """Train ``config`` for ``epochs`` and return a flat record (never raises for a bad run: the record says)."""
@@ -113,6 +141,7 @@ def measure(config: Config, dataset, *, epochs: int = 1, learning_rate: float = 
         "examples_timed": result.epochs[-1].examples,
         "projected": any(e.projected for e in result.epochs),
         "seconds_per_epoch": tpe,
+        "examples_per_second": len(dataset.X_train) / tpe,
         "epoch_seconds": times,
         "gflops": gflops,
         "peak_gflops": machine_peak,

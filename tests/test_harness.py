@@ -7,7 +7,6 @@ without waiting for a real regression).
 """
 import importlib
 import json
-import os
 import shutil
 import subprocess
 import sys

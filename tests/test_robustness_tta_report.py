@@ -4,7 +4,6 @@ Everything runs the real command line in subprocesses (signals need a real
 process) on tiny grids and data.
 """
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -52,9 +52,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-shuffle", action="store_true", help="visit the examples in file order every epoch")
 
 
-def add_option_argument(p: argparse.ArgumentParser) -> None:
+def add_option_argument(p: argparse.ArgumentParser, extra_help: str = "") -> None:
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="backend-specific option (repeatable); `pgdbench list -v` shows them")
+                   help="backend-specific option (repeatable); `pgdbench list -v` shows them" + extra_help)
 
 
 def parse_options(items: list[str]) -> dict:

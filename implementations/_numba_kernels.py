@@ -1,0 +1,282 @@
+"""The compiled kernels of the ``numba`` backend (imported only when that backend is built).
+
+Kept in their own module so that importing ``implementations.numba_prange``
+stays cheap (the core's rule) while the kernels are module-level functions:
+``cache=True`` writes their machine code next to this file (``__pycache__``),
+so a new process loads them instead of compiling, and one process compiles
+each (dtype, number of layers, kernel) combination once.
+
+Layout of the per-thread work space (``P`` thread-batches, one per thread):
+
+* ``xs[p]``, ``ys[p]``: the thread's examples gathered from the data;
+* ``acts[l][p]``, ``deltas[l][p]``: activations and deltas of layer ``l``;
+* ``G[l][p]``, ``gb[l][p]``: the thread's private sum of weight and bias gradients.
+
+Every one of them is a 3-D array ``(P, rows + pad, cols)``: the ``pad`` rows
+that no thread touches keep at least 64 bytes between one thread's data and
+the next, so no cache line is written by two threads (no false sharing).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# Reassociation lets LLVM vectorise the dot-product reductions; contraction
+# allows FMAs. No finite-math flags: sigmoid relies on exp overflowing to inf.
+FASTMATH = {"reassoc", "contract"}
+
+
+# -- dense kernels written out (kernel="loops") --------------------------------
+# Blocked by 4 rows so that each row of W, loaded once into L1, serves four
+# examples; the innermost loops are unit-stride and vectorised by LLVM.
+
+@njit(cache=True, fastmath=FASTMATH)
+def mm_loops(A, W, Z):
+    """Z = A @ W for A (n, k), W (k, m)."""
+    n, k = A.shape
+    m = W.shape[1]
+    i = 0
+    while i < n:
+        r = min(4, n - i)
+        Z[i:i + r, :] = 0
+        if r == 4:
+            z0, z1, z2, z3 = Z[i], Z[i + 1], Z[i + 2], Z[i + 3]
+            for kk in range(k):
+                w = W[kk]
+                a0, a1, a2, a3 = A[i, kk], A[i + 1, kk], A[i + 2, kk], A[i + 3, kk]
+                for j in range(m):
+                    wj = w[j]
+                    z0[j] += a0 * wj
+                    z1[j] += a1 * wj
+                    z2[j] += a2 * wj
+                    z3[j] += a3 * wj
+        else:
+            for ii in range(i, i + r):
+                z = Z[ii]
+                for kk in range(k):
+                    w = W[kk]
+                    a = A[ii, kk]
+                    for j in range(m):
+                        z[j] += a * w[j]
+        i += r
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def mm_nt_loops(D, W, out):
+    """out = D @ W.T for D (n, m), W (k, m): dot products along W's rows."""
+    n, m = D.shape
+    k = W.shape[0]
+    i = 0
+    while i < n:
+        r = min(4, n - i)
+        if r == 4:
+            d0, d1, d2, d3 = D[i], D[i + 1], D[i + 2], D[i + 3]
+            for kk in range(k):
+                w = W[kk]
+                s0 = s1 = s2 = s3 = D[i, 0] * 0
+                for j in range(m):
+                    wj = w[j]
+                    s0 += d0[j] * wj
+                    s1 += d1[j] * wj
+                    s2 += d2[j] * wj
+                    s3 += d3[j] * wj
+                out[i, kk] = s0
+                out[i + 1, kk] = s1
+                out[i + 2, kk] = s2
+                out[i + 3, kk] = s3
+        else:
+            for ii in range(i, i + r):
+                d = D[ii]
+                for kk in range(k):
+                    w = W[kk]
+                    s = D[ii, 0] * 0
+                    for j in range(m):
+                        s += d[j] * w[j]
+                    out[ii, kk] = s
+        i += r
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def mm_tn_loops(A, D, G):
+    """G = A.T @ D for A (n, k), D (n, m): the sum over examples of the outer products a δᵀ."""
+    n, k = A.shape
+    m = D.shape[1]
+    kk = 0
+    while kk < k:
+        r = min(4, k - kk)
+        G[kk:kk + r, :] = 0
+        if r == 4:
+            g0, g1, g2, g3 = G[kk], G[kk + 1], G[kk + 2], G[kk + 3]
+            for i in range(n):
+                d = D[i]
+                a0, a1, a2, a3 = A[i, kk], A[i, kk + 1], A[i, kk + 2], A[i, kk + 3]
+                for j in range(m):
+                    dj = d[j]
+                    g0[j] += a0 * dj
+                    g1[j] += a1 * dj
+                    g2[j] += a2 * dj
+                    g3[j] += a3 * dj
+        else:
+            for q in range(kk, kk + r):
+                g = G[q]
+                for i in range(n):
+                    d = D[i]
+                    a = A[i, q]
+                    for j in range(m):
+                        g[j] += a * d[j]
+        kk += r
+
+
+# -- elementwise work, fused -------------------------------------------------
+
+@njit(cache=True, fastmath=FASTMATH)
+def bias_sigmoid(Z, b, one):
+    """Z ← σ(Z + b) in place."""
+    n, m = Z.shape
+    for i in range(n):
+        z = Z[i]
+        for j in range(m):
+            z[j] = one / (one + np.exp(-(z[j] + b[j])))
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def output_delta(A, Y, D, one):
+    """D = (a − y) ∘ a ∘ (1 − a): ∂(½‖a − y‖²)/∂z with σ' taken from the stored activation."""
+    n, m = A.shape
+    for i in range(n):
+        for j in range(m):
+            a = A[i, j]
+            D[i, j] = (a - Y[i, j]) * a * (one - a)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def times_sigmoid_prime(D, A, one):
+    n, m = D.shape
+    for i in range(n):
+        d, a = D[i], A[i]
+        for j in range(m):
+            d[j] *= a[j] * (one - a[j])
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def column_sums(D, out):
+    n, m = D.shape
+    out[:m] = 0
+    for i in range(n):
+        d = D[i]
+        for j in range(m):
+            out[j] += d[j]
+
+
+# -- one thread-batch: forward, backward, private gradient sums --------------
+
+@njit(cache=True, fastmath=FASTMATH)
+def forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, one):
+    """Gather the examples ``idx`` into xs[p] and propagate them forward (Algorithm 3) into acts[l][p]."""
+    m = idx.shape[0]
+    x = xs[p, :m]
+    for i in range(m):
+        x[i, :] = X[idx[i]]
+    a_prev = x
+    for l in range(len(Ws)):
+        z = acts[l][p, :m]
+        if use_blas:
+            np.dot(a_prev, Ws[l], z)
+        else:
+            mm_loops(a_prev, Ws[l], z)
+        bias_sigmoid(z, bs[l], one)
+        a_prev = z
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def thread_batch(p, X, Y, idx, Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, one):
+    """Gradient sums of the examples ``idx`` into G[l][p] and gb[l][p] (Algorithm 5, one thread's part)."""
+    m = idx.shape[0]
+    forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, one)
+    x, y = xs[p, :m], ys[p, :m]
+    for i in range(m):
+        y[i, :] = Y[idx[i]]
+    L = len(Ws)
+    output_delta(acts[L - 1][p, :m], y, deltas[L - 1][p, :m], one)
+    for l in range(L - 1, -1, -1):                       # backward (Algorithm 4)
+        d = deltas[l][p, :m]
+        a_below = x if l == 0 else acts[l - 1][p, :m]
+        if l > 0:                                        # δ_{l-1} = (W_l δ_l) ∘ σ'(z_{l-1})
+            below = deltas[l - 1][p, :m]
+            if use_blas:
+                np.dot(d, Ws[l].T, below)
+            else:
+                mm_nt_loops(d, Ws[l], below)
+            times_sigmoid_prime(below, a_below, one)
+        g = G[l][p, :a_below.shape[1]]
+        if use_blas:                                     # Σ_i a_{l-1} δ_lᵀ into the private sum
+            np.dot(a_below.T, d, g)
+        else:
+            mm_tn_loops(a_below, d, g)
+        column_sums(d, gb[l][p, 0])
+
+
+TRAIN, GRADIENTS, FORWARD = 0, 1, 2
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def run(mode, X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, deltas, G, gb, n_threads, use_blas,
+        learning_rate, scratch, out):
+    """The one parallel kernel (one compilation per dtype), in three modes:
+
+    TRAIN:     minibatch GD over the examples order[start:stop] in steps of batch_size;
+    GRADIENTS: the summed (not averaged) gradients of order[start:stop] (one batch) left in G[l][0], gb[l][0];
+    FORWARD:   a_L of order[start:stop] into out, batch_size rows at a time.
+
+    Ws, bs, acts, deltas, G, gb are typed lists (one entry per layer), so that
+    nets of any depth share the compiled code. ``scratch`` is a 1-element
+    array of the parameters' dtype (keeps η/B, and so the update, in that precision).
+    """
+    one = Ws[0][0, 0] * 0 + 1                            # 1 in the parameters' dtype
+    L = len(Ws)
+    for s in range(start, stop, batch_size):
+        e = min(s + batch_size, stop)
+        n = e - s
+        P = min(n_threads, n)
+        # thread-batches: contiguous runs of the minibatch whose sizes differ by at most one
+        for p in prange(P):
+            lo = s + (n * p) // P
+            hi = s + (n * (p + 1)) // P
+            if mode == FORWARD:
+                forward_thread(p, X, order[lo:hi], Ws, bs, xs, acts, use_blas, one)
+                out[lo - start:hi - start] = acts[L - 1][p, :hi - lo]
+            else:
+                thread_batch(p, X, Y, order[lo:hi], Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, one)
+        if mode == FORWARD:
+            continue
+        # reduction of the P private sums into G[l][0], fused with the update, split over weight rows
+        scratch[0] = learning_rate / n                   # η/B
+        scale = scratch[0]
+        for l in range(L):
+            W, b, Gl, gbl = Ws[l], bs[l], G[l], gb[l]
+            rows, cols = W.shape
+            for r in prange(rows + 1):
+                if r < rows:
+                    acc, dst = Gl[0, r], W[r]
+                    for q in range(1, P):
+                        src = Gl[q, r]
+                        for j in range(cols):
+                            acc[j] += src[j]
+                else:
+                    acc, dst = gbl[0, 0], b
+                    for q in range(1, P):
+                        src = gbl[q, 0]
+                        for j in range(cols):
+                            acc[j] += src[j]
+                if mode == TRAIN:
+                    for j in range(cols):
+                        dst[j] -= scale * acc[j]
+
+
+@njit(parallel=True, cache=True)
+def touch(n):
+    """A trivial parallel loop: starts the thread pool so that threading_layer() can be read."""
+    out = np.zeros(n)
+    for i in prange(n):
+        out[i] = i
+    return out.sum()
