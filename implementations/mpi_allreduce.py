@@ -26,6 +26,11 @@ Why it is fast by design:
 """
 from __future__ import annotations
 
+import functools
+import os
+import subprocess
+import sys
+
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -33,7 +38,7 @@ from implementations.numpy_blas import NumpyBlasTrainer
 from pgdbench import mpi
 from pgdbench.errors import UsageError
 from pgdbench.model import batch_bounds
-from pgdbench.protocol import AVAILABLE, Parallelism, module_missing, usable_cpus
+from pgdbench.protocol import AVAILABLE, Parallelism, module_missing, unavailable, usable_cpus
 
 
 def flat_views(shapes, dtype):
@@ -47,10 +52,25 @@ def flat_views(shapes, dtype):
     return flat, views
 
 
+@functools.lru_cache(maxsize=1)
 def mpi_availability():
+    """mpi4py installed *and* able to load an MPI library (``pip install mpi4py`` alone has none).
+
+    The import is tried in a child process: importing ``mpi4py.MPI`` initialises
+    MPI, which ``pgdbench list`` must not do to itself. Inside a job started by
+    mpiexec the launcher vouches for the library, and a child that inherited
+    the launcher's connection variables could confuse it: no probe there.
+    """
     missing = module_missing("mpi4py")
     if missing:
         return missing
+    if any(name in os.environ for name in ("PMI_RANK", "PMI_FD", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")):
+        return AVAILABLE
+    probe = subprocess.run([sys.executable, "-c", "from mpi4py import MPI; MPI.Get_library_version()"],
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
+        return unavailable(f"mpi4py cannot load an MPI library ({last}); pip install mpich")
     return AVAILABLE
 
 
