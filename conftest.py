@@ -1,1 +1,27 @@
-"""Top-level pytest configuration shared by tests/ and benchmarks/."""
+"""Top-level pytest configuration shared by tests/ and benchmarks/.
+
+The benchmark options below only shape the pytest-benchmark suite in
+``benchmarks/`` (``pytest benchmarks``); ``pytest tests`` ignores them.
+"""
+import pytest
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("pgdbench", "pgdbench benchmark grid (pytest benchmarks)")
+    group.addoption("--backend", action="append", default=None,
+                    help="backend to benchmark (repeatable; default: every registered backend)")
+    group.addoption("--net", action="append", default=None, help="net preset (repeatable; default: net1h, net2h)")
+    group.addoption("--batch-size", action="append", default=None,
+                    help="batch size (repeatable or comma-separated; default: 32,128,512,1024)")
+    group.addoption("--threads", action="append", default=None,
+                    help="thread count (repeatable or comma-separated; default: 1 and all usable CPUs)")
+    group.addoption("--bench-examples", type=int, default=None,
+                    help="examples per timed call (default pgdbench.grid.HARNESS_EXAMPLES; fewer for projected backends)")
+    group.addoption("--bench-rounds", type=int, default=3, help="timed calls per grid point (default 3)")
+
+
+@pytest.hookimpl(optionalhook=True)  # only called when pytest-benchmark is installed
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from pgdbench.machine import benchmark_machine_info
+
+    machine_info["pgdbench"] = benchmark_machine_info()

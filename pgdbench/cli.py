@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from pgdbench.errors import PgdbenchError
 
-COMMANDS = ["list", "train", "bench", "tune", "peak", "check"]
+COMMANDS = ["list", "train", "bench", "tune", "peak", "check", "tta", "report", "averaging-study", "mpi-bench",
+            "dbn"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -33,14 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from pgdbench import mpi
+    in_job = mpi.launched_size() > 1
+    if in_job:  # launched by mpiexec with several ranks: rank 0 speaks, a failing rank aborts the job
+        mpi.install_abort_hook()
+        if not mpi.is_root():
+            sys.stdout = open(os.devnull, "w")
+            if hasattr(args, "quiet"):
+                args.quiet = True
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
     except PgdbenchError as exc:
+        if in_job:
+            mpi.abort(2, f"pgdbench {args.command}: error: {exc}")
         print(f"pgdbench {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pgdbench {args.command}: interrupted", file=sys.stderr)
         return 130
+    if in_job and code != 0:
+        mpi.abort(code, f"pgdbench {args.command} exited with status {code}")
+    return code
 
 
 if __name__ == "__main__":

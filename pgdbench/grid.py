@@ -15,6 +15,8 @@ import traceback
 from dataclasses import asdict, dataclass
 from typing import Iterable, Optional
 
+import numpy as np
+
 
 from pgdbench.errors import DivergedError, PgdbenchError
 
@@ -69,6 +71,34 @@ def expand(backends: Iterable[str], nets: Iterable[str], batch_sizes: Iterable[i
     return unique
 
 
+def option_grid(options: Optional[dict]) -> list[dict]:
+    """Expand comma-separated option values into every combination, e.g. for a sweep of a backend's options.
+
+    ``{"example_workers": "1,2", "reduce": "main"}`` → two option dicts. Values
+    without a comma are kept as they are (so typed values pass through).
+    """
+    options = options or {}
+    keys = list(options)
+    choices = [[v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) and "," in value
+               else [value] for value in options.values()]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*choices)]
+
+
+def best_options(records: list[dict]) -> list[dict]:
+    """For every point measured under several option sets (same backend, net, batch, threads, dtype),
+    the fastest record, with ``alternatives``: the other records of that point, fastest first."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r.get("status") == "ok":
+            groups.setdefault((r["backend"], r["net"], r["batch_size"], r["threads"], r["dtype"]), []).append(r)
+    out = []
+    for group in groups.values():
+        if len({_opts(r) for r in group}) > 1:
+            ranked = sorted(group, key=lambda r: r["seconds_per_epoch"])
+            out.append({**ranked[0], "alternatives": ranked[1:]})
+    return out
+
+
 def measure(config: Config, dataset, *, epochs: int = 1, learning_rate: float = 0.1, seed: int = 0,
             max_examples: Optional[int] = None, warmup_batches: int = 2, progress_factory=None) -> dict:
     """Train ``config`` for ``epochs`` and return a flat record (never raises for a bad run: the record says)."""
@@ -111,6 +141,7 @@ def measure(config: Config, dataset, *, epochs: int = 1, learning_rate: float = 
         "examples_timed": result.epochs[-1].examples,
         "projected": any(e.projected for e in result.epochs),
         "seconds_per_epoch": tpe,
+        "examples_per_second": len(dataset.X_train) / tpe,
         "epoch_seconds": times,
         "gflops": gflops,
         "peak_gflops": machine_peak,
@@ -149,3 +180,226 @@ def _opts(record: dict) -> tuple:
 def best_of(values: list[float]) -> float:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return min(finite) if finite else float("nan")
+
+
+# -- the harness grid: what asv, pytest-benchmark and `pgdbench bench` iterate ------------------------
+#
+# The asv and pytest-benchmark suites time a fixed number of examples per call
+# (not whole epochs), so that a quick run of the whole suite stays short on a
+# laptop; figures per epoch derived from them are *projected* to a full MNIST
+# training split and labelled so.
+
+#: Examples timed per call by the asv and pytest-benchmark suites.
+HARNESS_EXAMPLES = 512
+#: Examples timed per call for backends marked ``projected`` (the pure-Python one).
+HARNESS_PROJECTED_EXAMPLES = 8
+#: What a timed slice is projected to: the MNIST training split of seed 000.
+EPOCH_EXAMPLES = 50_000
+#: Environment variables that narrow the asv grid (asv has no command-line parameters for benchmarks):
+#: comma-separated values, e.g. ``PGDBENCH_GRID_BACKENDS=numpy,torch PGDBENCH_GRID_BATCH_SIZES=128``.
+GRID_ENV = {"backends": "PGDBENCH_GRID_BACKENDS", "nets": "PGDBENCH_GRID_NETS",
+            "batch_sizes": "PGDBENCH_GRID_BATCH_SIZES", "threads": "PGDBENCH_GRID_THREADS",
+            "examples": "PGDBENCH_GRID_EXAMPLES"}
+
+
+class NotApplicable(PgdbenchError):
+    """A grid point that cannot be measured here (backend unavailable, serial backend at T > 1, too many threads)."""
+
+
+def default_threads() -> list[int]:
+    """1 and every CPU this process may use: the paper's serial and fully parallel points."""
+    from pgdbench.protocol import usable_cpus
+    return sorted({1, usable_cpus()})
+
+
+def harness_axes(backends=None, nets=None, batch_sizes=None, threads=None, environ=None) -> dict:
+    """The four axes of the harness grid: explicit values, else the environment (see GRID_ENV), else defaults.
+
+    Default backends are *all registered* backends (available or not: an
+    unavailable one is skipped with its reason by each suite, never dropped
+    silently).
+    """
+    import os
+
+    from pgdbench import registry
+
+    env = os.environ if environ is None else environ
+
+    def pick(given, key, default, convert):
+        if given:
+            return [convert(v) for v in given]
+        text = env.get(GRID_ENV[key], "").strip()
+        if text:
+            try:
+                return [convert(v.strip()) for v in text.split(",") if v.strip()]
+            except ValueError:
+                raise PgdbenchError(f"{GRID_ENV[key]}={text!r}: expected comma-separated values") from None
+        return list(default)
+
+    return {"backends": pick(backends, "backends", registry.names(), str),
+            "nets": pick(nets, "nets", NETS, str),
+            "batch_sizes": pick(batch_sizes, "batch_sizes", BATCH_SIZES, int),
+            "threads": pick(threads, "threads", default_threads(), int)}
+
+
+def harness_examples(backend: str, batch_size: int, environ=None) -> int:
+    """Examples timed per call for one grid point: at least one whole minibatch, fewer for projected backends.
+
+    A projected (serial, per-example) backend's time per example does not
+    depend on the batch size, so it may time less than one minibatch.
+    """
+    import os
+
+    from pgdbench import registry
+
+    env = os.environ if environ is None else environ
+    base = int(env.get(GRID_ENV["examples"], 0) or HARNESS_EXAMPLES)
+    if registry.get(backend).projected:
+        return min(batch_size, HARNESS_PROJECTED_EXAMPLES, base)
+    return max(base, batch_size)
+
+
+def check_applicable(config: Config) -> None:
+    """Raise :class:`NotApplicable` with the reason if ``config`` cannot run here."""
+    from pgdbench import registry
+    from pgdbench.protocol import check_threads
+
+    try:
+        cls = registry.get(config.backend)
+    except PgdbenchError as exc:
+        raise NotApplicable(str(exc)) from None
+    avail = registry.entries()[config.backend].availability()
+    if not avail:
+        raise NotApplicable(f"{config.backend} unavailable: {avail.reason}")
+    if not cls.uses_threads and config.threads != 1:
+        raise NotApplicable(f"{config.backend} is serial: threads={config.threads} does not apply")
+    try:
+        check_threads(config.threads, cls.uses_threads, config.backend)
+    except PgdbenchError as exc:
+        raise NotApplicable(str(exc)) from None
+
+
+class Workload:
+    """One grid point ready to be timed: trainer built, data loaded, warmed up.
+
+    ``run()`` trains ``examples`` examples once (one pass over a fixed slice);
+    that is what the asv ``time_`` benchmarks and the pytest-benchmark tests
+    time. ``projected_seconds(t)`` turns a measured time into a time per
+    :data:`EPOCH_EXAMPLES`-example epoch. Raises :class:`NotApplicable` if
+    the point cannot run here.
+    """
+
+    def __init__(self, config: Config, examples: Optional[int] = None, *, learning_rate: float = 0.1,
+                 seed: int = 0, warmup_batches: int = 2):
+        from pgdbench import registry
+        from pgdbench.data.synthetic import make_synthetic
+        from pgdbench.model import DTYPES, epoch_order, glorot_uniform, resolve_net
+
+        check_applicable(config)
+        self.config = config
+        cls = registry.get(config.backend)
+        self.examples = examples or harness_examples(config.backend, config.batch_size)
+        self.projected = True  # a slice, never a whole epoch
+        dtype = np.dtype(DTYPES[config.dtype])
+        data = make_synthetic(max(self.examples, config.batch_size), seed=seed)
+        self.spec = resolve_net(config.net, None, data.n_features, data.n_classes)
+        self.initial = glorot_uniform(self.spec, seed, dtype)
+        self.trainer = cls(self.spec, self.initial, dtype=dtype, threads=config.threads,
+                           options=config.options_dict)
+        try:
+            self.trainer.load_data(data.X_train.astype(dtype), data.one_hot(data.y_train, dtype))
+            self.order = epoch_order(len(data.X_train), seed, 1)[: self.examples]
+            self.learning_rate = learning_rate
+            # Untimed warm-up (JIT, kernel builds, thread start-up); a projected backend is plain
+            # Python with nothing to warm up, and too slow to waste examples on.
+            if warmup_batches and not cls.projected:
+                self.trainer.train_epoch(self.order[: warmup_batches * config.batch_size], config.batch_size,
+                                         learning_rate)
+                self.trainer.set_params(self.initial)
+        except BaseException:
+            self.trainer.close()
+            raise
+        self.flops = self.spec.flops_per_epoch(self.examples)
+        self.serial_counterpart = cls.serial_counterpart or cls.name
+
+    def run(self) -> None:
+        self.trainer.train_epoch(self.order, self.config.batch_size, self.learning_rate)
+
+    def time(self, repeats: int = 1) -> float:
+        """Best wall time of ``repeats`` calls of :meth:`run`."""
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.run()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    def projected_seconds(self, seconds: float) -> float:
+        return seconds * EPOCH_EXAMPLES / self.examples
+
+    def gflops(self, seconds: float) -> float:
+        return self.flops / seconds / 1e9
+
+    def close(self) -> None:
+        self.trainer.close()
+
+
+_QUICK_PEAKS: dict = {}
+
+
+def machine_peak(dtype: str, threads: int) -> tuple[Optional[float], str]:
+    """Peak GFLOP/s for ``dtype`` at ``threads``: the one stored by `pgdbench peak`, else a quick GEMM measurement."""
+    from pgdbench import peak
+
+    stored = peak.lookup(dtype, threads)
+    if stored:
+        return stored, "pgdbench peak"
+    key = (dtype, threads)
+    if key not in _QUICK_PEAKS:
+        try:
+            _QUICK_PEAKS[key] = peak.gemm_gflops(1024, np.dtype(dtype), threads, repeats=3)
+        except Exception:  # never let the peak take a benchmark down
+            _QUICK_PEAKS[key] = None
+    return _QUICK_PEAKS[key], "quick 1024³ GEMM"
+
+
+def harness_record(config: Config, repeats: int = 2, examples: Optional[int] = None) -> dict:
+    """Time one grid point on a fixed slice of examples; a flat record (status ok / skipped / error / diverged)."""
+    record = {"kind": "harness", **asdict(config), "options": config.options_dict}
+    try:
+        work = Workload(config, examples)
+    except NotApplicable as exc:
+        return {**record, "status": "skipped", "reason": str(exc)}
+    except Exception as exc:
+        return {**record, "status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+    try:
+        seconds = work.time(repeats)
+        if not all(math.isfinite(float(np.sum(a))) for a in work.trainer.get_params().arrays()):
+            return {**record, "status": "diverged", "reason": "parameters became NaN or infinite"}
+    except Exception as exc:
+        return {**record, "status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+    finally:
+        work.close()
+    gflops = work.gflops(seconds)
+    peak_value, peak_source = machine_peak(config.dtype, config.threads)
+    return {**record, "status": "ok", "examples_timed": work.examples, "seconds": seconds,
+            "projected": True, "seconds_per_epoch": work.projected_seconds(seconds), "epoch_examples": EPOCH_EXAMPLES,
+            "gflops": gflops, "peak_gflops": peak_value, "peak_source": peak_source,
+            "fraction_of_peak": gflops / peak_value if peak_value else None,
+            "serial_counterpart": work.serial_counterpart}
+
+
+def harness_speedups(records: dict) -> dict:
+    """Add speedup_vs_serial / speedup_vs_1thread to records keyed by Config (same slice sizes compared)."""
+    for config, r in records.items():
+        if r.get("status") != "ok":
+            continue
+        serial = records.get(Config(r["serial_counterpart"], config.net, config.batch_size, 1, config.dtype))
+        one = records.get(Config(config.backend, config.net, config.batch_size, 1, config.dtype, config.options))
+        # per-example times: the serial counterpart may have timed a different number of examples
+        per_ex = r["seconds"] / r["examples_timed"]
+        r["speedup_vs_serial"] = (serial["seconds"] / serial["examples_timed"] / per_ex
+                                  if serial and serial.get("status") == "ok" else None)
+        r["speedup_vs_1thread"] = (one["seconds"] / one["examples_timed"] / per_ex
+                                   if one and one.get("status") == "ok" else None)
+    return records

@@ -68,3 +68,52 @@ def machine_info() -> dict:
         "git_commit": git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def gpu_info() -> list[dict]:
+    """NVIDIA GPUs seen by nvidia-smi (empty without a driver): name, driver, memory."""
+    import shutil
+
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    return [dict(zip(("name", "driver", "memory"), (f.strip() for f in line.split(","))))
+            for line in out.stdout.splitlines() if line.strip()]
+
+
+def numba_threading_layer() -> str | None:
+    """The threading layer numba actually uses (runs a tiny parallel loop once), or None without numba."""
+    import importlib.util
+
+    if importlib.util.find_spec("numba") is None:
+        return None
+    try:
+        import numba
+        import numpy as np
+
+        try:
+            return numba.threading_layer()
+        except ValueError:  # not initialised until a parallel function has run
+            @numba.njit(parallel=True, cache=False)
+            def _touch(x):
+                for i in numba.prange(x.shape[0]):
+                    x[i] += 1.0
+            _touch(np.zeros(4))
+            return numba.threading_layer()
+    except Exception as exc:  # report, never fail a benchmark session over it
+        return f"unknown ({type(exc).__name__}: {exc})"
+
+
+def benchmark_machine_info() -> dict:
+    """What pytest-benchmark's machine_info lacks: BLAS and its threads, CPU model, GPUs, numba threading layer."""
+    from pgdbench.protocol import usable_cpus
+
+    return {"cpu_model": cpu_model(), "cpus_usable": usable_cpus(), "blas": blas_info(), "gpus": gpu_info(),
+            "numba_threading_layer": numba_threading_layer(), "packages": package_versions(),
+            "git_commit": git_commit()}

@@ -185,16 +185,18 @@ def check_convergence(cls: type, threads: int = 1, min_accuracy: float = 0.80) -
 
     Fast backends: the embedded 4,000 digits, 784-64-10, 4 epochs of batch 20.
     Backends marked ``projected`` (too slow for that): the digits pooled to
-    14×14, 1,000 of them, 196-24-10, 6 epochs.
+    14×14, 1,000 of them, 196-24-10, 6 epochs of batch 10 at rate 3.0 (with
+    batch 20 at 2.0, as for the fast backends, even the float64 reference
+    reaches only 78-79 % there; batch 10 at 3.0 gives 85-87 % over seeds 0-2).
     """
     from pgdbench.data.embedded import load_mnist_sample
     from pgdbench.training import fit
 
     if cls.projected:
-        data, spec, epochs = downsampled_digits(), NetSpec((196, 24, 10)), 6
+        data, spec, epochs, batch, rate = downsampled_digits(), NetSpec((196, 24, 10)), 6, 10, 3.0
     else:
-        data, spec, epochs = load_mnist_sample(), NetSpec((784, 64, 10)), 4
-    result = fit(cls, spec, data, epochs=epochs, batch_size=20, learning_rate=2.0, threads=threads,
+        data, spec, epochs, batch, rate = load_mnist_sample(), NetSpec((784, 64, 10)), 4, 20, 2.0
+    result = fit(cls, spec, data, epochs=epochs, batch_size=batch, learning_rate=rate, threads=threads,
                  options=cls.reference_options or {}, evaluate_every_epoch=False)
     acc = result.epochs[-1].val_accuracy
     assert acc >= min_accuracy, f"validation accuracy {acc:.3f} < {min_accuracy} on {data.name} after {epochs} epochs"

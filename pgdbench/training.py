@@ -29,6 +29,7 @@ class EpochRecord:
     val_accuracy: float
     projected: bool = False   # True if `seconds` is extrapolated from `examples` < epoch size
     cumulative_seconds: float = 0.0
+    test_accuracy: float = float("nan")  # only with fit(..., test_every_epoch=True); off the clock too
 
 
 @dataclass
@@ -81,13 +82,16 @@ def fit(trainer_cls: type, spec: NetSpec, dataset: Dataset, *, epochs: int = 1, 
         warmup_batches: int = 0, evaluate_every_epoch: bool = True,
         on_epoch: Optional[Callable[[EpochRecord], None]] = None,
         progress_factory: Optional[Callable[[int, int], Callable[[int], None]]] = None,
-        stop_when: Optional[Callable[[EpochRecord], bool]] = None) -> RunResult:
+        stop_when: Optional[Callable[[EpochRecord], bool]] = None,
+        test_every_epoch: bool = False) -> RunResult:
     """Train ``trainer_cls`` on ``dataset`` and time every epoch.
 
     ``max_examples`` caps the examples of each timed epoch; the epoch time is
     then extrapolated to the full training set and flagged ``projected``.
     ``warmup_batches`` batches are run untimed first (JIT compilation, kernel
     builds, BLAS thread start-up) and the parameters are then reset.
+    ``test_every_epoch`` also measures the test accuracy after every epoch
+    (off the clock, like the validation), for time-to-accuracy on the test set.
     """
     check_run_arguments(dataset, batch_size, learning_rate, epochs)
     if spec.n_inputs != dataset.n_features or spec.n_outputs != dataset.n_classes:
@@ -125,8 +129,10 @@ def fit(trainer_cls: type, spec: NetSpec, dataset: Dataset, *, epochs: int = 1, 
                 val_loss, val_acc = evaluate(trainer, dataset.X_val, dataset.y_val, dataset.n_classes)
             else:
                 val_loss = val_acc = float("nan")
+            test_acc = (evaluate(trainer, dataset.X_test, dataset.y_test, dataset.n_classes)[1]
+                        if test_every_epoch else float("nan"))
             record = EpochRecord(epoch, seconds, len(order), spec.flops_per_epoch(len(order)) / elapsed / 1e9,
-                                 val_loss, val_acc, projected, total)
+                                 val_loss, val_acc, projected, total, test_acc)
             result.epochs.append(record)
             if evaluate_every_epoch and not math.isfinite(val_loss):
                 result.diverged = True

@@ -52,9 +52,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-shuffle", action="store_true", help="visit the examples in file order every epoch")
 
 
-def add_option_argument(p: argparse.ArgumentParser) -> None:
+def add_option_argument(p: argparse.ArgumentParser, extra_help: str = "") -> None:
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="backend-specific option (repeatable); `pgdbench list -v` shows them")
+                   help="backend-specific option (repeatable); `pgdbench list -v` shows them" + extra_help)
 
 
 def parse_options(items: list[str]) -> dict:
@@ -94,6 +94,66 @@ def tqdm_progress(enabled: bool, label: str):
         return bar.update
 
     return factory
+
+
+class _Lines:
+    """Stand-in for the overall bar when there is no terminal: plain lines, same interface."""
+
+    def write(self, text: str) -> None:
+        print(text, flush=True)
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Bar(_Lines):
+    def __init__(self, total: int):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, desc="grid", unit="config", file=sys.stderr, position=0, leave=True,
+                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining} left]")
+
+    def write(self, text: str) -> None:
+        self.bar.write(text, file=sys.stdout)
+        sys.stdout.flush()
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def grid_progress(enabled: bool, total: int):
+    """Overall progress of a grid (configurations done, time left), or plain lines without a terminal."""
+    return _Bar(total) if enabled else _Lines()
+
+
+class sigterm_as_interrupt:
+    """Treat SIGTERM like Ctrl-C inside the block, so a terminated run still closes its results file as
+    interrupted (SIGKILL cannot be caught: such a run simply has no run_end and reads as incomplete)."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handler)
+        return self
+
+    @staticmethod
+    def _handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
 
 
 def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:

@@ -32,6 +32,7 @@ def add_arguments(p):
 def run(args):
     from pgdbench.machine import machine_info
     from pgdbench.model import DTYPES
+    from pgdbench.mpi import is_root
     from pgdbench.results import ResultsWriter
     from pgdbench.training import fit
 
@@ -40,7 +41,8 @@ def run(args):
           f"({spec.n_parameters:,} parameters, {spec.flops_per_example() / 1e6:.2f} MFLOP per example), "
           f"batch {args.batch_size}, lr {args.lr}, threads {args.threads}, {args.dtype}")
     writer = None
-    if args.results:
+    root = is_root()  # under mpiexec only rank 0 writes files (the other ranks' stdout is silenced by the CLI)
+    if args.results and root:
         writer = ResultsWriter(args.results, "train", machine_info(), vars_for_record(args))
 
     def on_epoch(rec):
@@ -67,7 +69,7 @@ def run(args):
         if writer:
             writer.close(status)
     print(f"transfer {result.transfer_seconds:.3f} s; test accuracy {result.test_accuracy:.2%}")
-    if args.save:
+    if args.save and root:
         result.params.save(args.save)
         print(f"parameters saved to {args.save}")
     return 0

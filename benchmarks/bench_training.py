@@ -1,0 +1,117 @@
+"""airspeed velocity (asv) benchmarks: training throughput over backend × net × batch size × threads.
+
+In the style of numpy's and scipy's suites: parametrized classes, cheap
+``setup``, and a grid point that cannot run here (backend not installed, no
+GPU, serial backend asked for 2 threads, more threads than CPUs) raises
+``NotImplementedError`` in ``setup``, which asv records as skipped (n/a),
+never as a result.
+
+The grid is :func:`pgdbench.grid.harness_axes`: every registered backend,
+both nets of seed 000, batch sizes 32..1024, threads 1 and all CPUs; narrow
+it with environment variables, e.g.
+``PGDBENCH_GRID_BACKENDS=numpy,torch PGDBENCH_GRID_NETS=net1h asv run ...``.
+
+Each call trains a fixed slice of examples (``HARNESS_EXAMPLES``; fewer for
+projected backends), not a whole epoch, so ``asv run --quick`` of the whole
+suite stays short. Per-epoch figures (``track_epoch_seconds_projected``) are
+extrapolated to a 50,000-example epoch and say so in their name and unit.
+"""
+from pgdbench.grid import Config, NotApplicable, Workload, expand, harness_axes, harness_record, harness_speedups
+
+_AXES = harness_axes()
+PARAMS = [_AXES["backends"], _AXES["nets"], _AXES["batch_sizes"], _AXES["threads"]]
+PARAM_NAMES = ["backend", "net", "batch_size", "threads"]
+
+
+def _workload(backend, net, batch_size, threads):
+    try:
+        return Workload(Config(backend, net, int(batch_size), int(threads)))
+    except NotApplicable as exc:
+        raise NotImplementedError(str(exc)) from None
+
+
+class _Slice:
+    params = PARAMS
+    param_names = PARAM_NAMES
+    timeout = 300
+
+    def setup(self, backend, net, batch_size, threads):
+        self.work = _workload(backend, net, batch_size, threads)
+
+    def teardown(self, backend, net, batch_size, threads):
+        work = getattr(self, "work", None)
+        if work is not None:
+            work.close()
+
+
+class TimeTraining(_Slice):
+    """Wall time of one pass of minibatch GD over a fixed slice of examples (see HARNESS_EXAMPLES)."""
+
+    number = 1            # one call is already dozens of minibatch steps
+    repeat = (1, 5, 20.0)
+
+    def time_train_slice(self, backend, net, batch_size, threads):
+        self.work.run()
+
+
+class PeakMemTraining(_Slice):
+    """Peak resident memory of a process that builds a trainer, loads the data and trains the slice."""
+
+    def peakmem_train_slice(self, backend, net, batch_size, threads):
+        self.work.run()
+
+
+class TrackTraining:
+    """Derived figures, measured once for the whole grid in ``setup_cache`` (best of 2 calls per point).
+
+    Speedups compare a point with its backend's serial counterpart at 1
+    thread (``speedup_vs_serial``, the paper's SUP) and with the same backend
+    at 1 thread (``speedup_vs_1thread``), per example, from the same process.
+    """
+
+    params = PARAMS
+    param_names = PARAM_NAMES
+    timeout = 3600  # setup_cache times the whole grid
+
+    def setup_cache(self):
+        configs = expand(_AXES["backends"], _AXES["nets"], _AXES["batch_sizes"], _AXES["threads"])
+        return harness_speedups({c: harness_record(c) for c in configs})
+
+    def setup(self, cache, backend, net, batch_size, threads):
+        record = cache.get(Config(backend, net, int(batch_size), int(threads)))
+        if record is None:
+            raise NotImplementedError("not part of the measured grid")
+        if record["status"] != "ok":
+            raise NotImplementedError(f"{record['status']}: {record.get('reason', '')}")
+        self.record = record
+
+    def _value(self, key):
+        value = self.record.get(key)
+        if value is None:
+            raise NotImplementedError(f"{key} not available for this point")
+        return value
+
+    def track_gflops(self, cache, backend, net, batch_size, threads):
+        return self._value("gflops")
+
+    track_gflops.unit = "GFLOP/s"
+
+    def track_speedup_vs_serial(self, cache, backend, net, batch_size, threads):
+        return self._value("speedup_vs_serial")
+
+    track_speedup_vs_serial.unit = "x"
+
+    def track_speedup_vs_1thread(self, cache, backend, net, batch_size, threads):
+        return self._value("speedup_vs_1thread")
+
+    track_speedup_vs_1thread.unit = "x"
+
+    def track_fraction_of_peak(self, cache, backend, net, batch_size, threads):
+        return self._value("fraction_of_peak")
+
+    track_fraction_of_peak.unit = "fraction of GEMM peak"
+
+    def track_epoch_seconds_projected(self, cache, backend, net, batch_size, threads):
+        return self._value("seconds_per_epoch")
+
+    track_epoch_seconds_projected.unit = "seconds per 50,000-example epoch (projected)"

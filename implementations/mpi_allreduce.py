@@ -1,0 +1,147 @@
+"""``mpi``: synchronous data-parallel minibatch GD across the ranks of an MPI job.
+
+Seed 000's Algorithm 5 with processes instead of threads: every rank holds the
+training data and the same parameters; the core's example order is the same on
+every rank because it is derived from the seed alone. For each minibatch of B
+examples, rank r takes its contiguous slice (the slices differ by at most one
+example), computes the *summed* gradient of its slice with NumPy/BLAS, the ranks
+add their sums with one in-place ``Allreduce`` of a single flat buffer, and
+every rank subtracts the same (η/B)·Σ gradient. The parameters therefore stay
+identical on all ranks and equal single-process training up to the order of
+floating-point additions.
+
+Launch it with ``mpiexec -n K pgdbench train --backend mpi ...``; run without
+mpiexec it is a 1-rank job (MPI's singleton start), which is how the shared
+conformance kit checks it. ``threads`` is the number of BLAS threads per rank.
+
+Why it is fast by design:
+
+* the local arithmetic is the ``numpy`` backend's (subclassed, not copied):
+  preallocated activations and deltas, in-place elementwise work, η/B folded
+  into δ before the weight GEMM, so the reduced buffer already holds the step;
+* all weight and bias gradients are views of one contiguous buffer, so a step
+  costs exactly one collective (latency is paid once, not once per layer) and
+  the buffer is reduced in place (``MPI.IN_PLACE``): no allocation, no copy;
+* a 1-rank job skips the collective.
+"""
+from __future__ import annotations
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from implementations.numpy_blas import NumpyBlasTrainer
+from pgdbench import mpi
+from pgdbench.errors import UsageError
+from pgdbench.model import batch_bounds
+from pgdbench.protocol import AVAILABLE, Parallelism, module_missing, usable_cpus
+
+
+def flat_views(shapes, dtype):
+    """One contiguous buffer and views of it shaped like ``shapes`` (in order)."""
+    sizes = [int(np.prod(s)) for s in shapes]
+    flat = np.zeros(sum(sizes), dtype)
+    views, offset = [], 0
+    for shape, size in zip(shapes, sizes):
+        views.append(flat[offset:offset + size].reshape(shape))
+        offset += size
+    return flat, views
+
+
+def mpi_availability():
+    missing = module_missing("mpi4py")
+    if missing:
+        return missing
+    return AVAILABLE
+
+
+def mpi_metadata(comm, threads: int) -> dict:
+    """Facts for results files. Collective (every rank must call it): it counts the ranks on this host."""
+    from mpi4py import MPI
+
+    on_this_host = mpi.local_size(comm)
+    return {"ranks": comm.Get_size(), "ranks_on_this_host": on_this_host, "blas_threads_per_rank": threads,
+            "oversubscribed": on_this_host * threads > usable_cpus(),
+            "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+            "mpi4py": __import__("mpi4py").__version__}
+
+
+class MpiAllreduceTrainer(NumpyBlasTrainer):
+    name = "mpi"
+    description = "MPI ranks split every minibatch; summed gradients Allreduced (sync data-parallel, Alg. 5)"
+    parallelism = Parallelism.PROCESSES
+    device = "cluster"
+    serial_counterpart = "numpy"
+
+    @classmethod
+    def availability(cls):
+        return mpi_availability()
+
+    def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
+        super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
+        mpi.install_abort_hook()
+        self.comm = mpi.comm()
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        # every rank must start from the same point: rank 0's parameters win
+        if self.size > 1:
+            self._sync_params_from_root()
+        shapes = [w.shape for w in self.W] + [b.shape for b in self.b]
+        self._grad_flat, views = flat_views(shapes, self.dtype)
+        self._flat_weight_grad, self._flat_bias_grad = views[:len(self.W)], views[len(self.W):]
+
+    def _sync_params_from_root(self):
+        for a in self.W + self.b:
+            self.comm.Bcast(a, root=0)
+
+    def _ensure_buffers(self, batch_size):
+        # a rank only ever holds its slice of a minibatch, but predict() and
+        # loss_and_gradients() use the same buffers for whole batches
+        super()._ensure_buffers(batch_size)
+        self._weight_grad, self._bias_grad = self._flat_weight_grad, self._flat_bias_grad
+
+    def load_data(self, X, Y):
+        super().load_data(X, Y)
+        if self.size > 1:  # ranks holding different data would silently train different nets
+            shapes = self.comm.allgather((self.X.shape, self.Y.shape))
+            if any(s != shapes[0] for s in shapes):
+                raise UsageError(f"ranks were given different training data shapes: {shapes}")
+
+    def _step_slice(self, idx: np.ndarray, batch: int, learning_rate: float) -> None:
+        """Add this rank's share (η/B)·Σ∇ of a minibatch of ``batch`` examples, reduce, update."""
+        n = len(idx)
+        if n:
+            x, y = self._x[:n], self._y[:n]
+            np.take(self.X, idx, axis=0, out=x)
+            np.take(self.Y, idx, axis=0, out=y)
+            acts = self._forward(x)
+            deltas = self._deltas(acts, y)
+            scale = learning_rate / batch       # B is the whole minibatch, not this rank's slice
+            for layer, d in enumerate(deltas):
+                d *= scale
+                np.matmul(acts[layer].T, d, out=self._weight_grad[layer])
+                np.add.reduce(d, axis=0, out=self._bias_grad[layer])
+        else:                                   # fewer examples than ranks: contribute nothing
+            self._grad_flat.fill(0)
+        if self.size > 1:
+            from mpi4py import MPI
+            self.comm.Allreduce(MPI.IN_PLACE, self._grad_flat, op=MPI.SUM)
+        for W, gW, b, gb in zip(self.W, self._weight_grad, self.b, self._bias_grad):
+            W -= gW
+            b -= gb
+
+    def train_epoch(self, order, batch_size, learning_rate, progress=None):
+        self._ensure_buffers(-(-batch_size // self.size))
+        with threadpool_limits(limits=self.threads, user_api="blas"):
+            for start, stop in batch_bounds(len(order), batch_size):
+                lo, hi = mpi.share(stop - start, self.rank, self.size)
+                self._step_slice(order[start + lo:start + hi], stop - start, learning_rate)
+                if progress is not None:
+                    progress(stop - start)
+
+    def set_params(self, params):
+        super().set_params(params)
+        if self.size > 1:
+            self._sync_params_from_root()
+
+    def metadata(self):
+        return mpi_metadata(self.comm, self.threads)
+

@@ -1,0 +1,203 @@
+"""Time MPI backends over rank counts: spawns `mpiexec -n K` itself for every K and collects the records.
+
+For every rank count K in --ranks, one MPI job is launched with the mpiexec
+beside this Python (`mpiexec -n K python -m pgdbench.cli mpi-bench --worker ...`,
+plus `-f HOSTFILE` for multi-host runs). Inside the job every rank trains
+every configuration (backend × net × batch size × BLAS threads per rank ×
+dtype) exactly as `pgdbench bench` does (untimed warm-up of two batches, median
+time per epoch), and rank 0 hands the records back. The parent prints a table
+with the speedup over the 1-rank run of the same configuration and the
+parallel efficiency speedup/K, and appends every record (with `ranks` and
+`oversubscribed`) to --results. A job that fails is recorded as such and the
+other rank counts still run.
+
+Example (the issue's efficiency target, Net-2h at batch 512 and 1024):
+  pgdbench mpi-bench --ranks 1,2 --net net2h --batch-size 512,1024 --epochs 2
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from pgdbench.commands.common import (add_data_arguments, add_option_argument, int_list, parse_options,
+                                      positive_float, positive_int, table)
+
+HELP = "time MPI backends over rank counts (spawns mpiexec -n K for each K)"
+
+
+def add_arguments(p):
+    p.add_argument("--ranks", type=int_list, default=[1, 2], help="comma-separated rank counts (default 1,2)")
+    p.add_argument("--backend", action="append", help="MPI backend (repeatable; default: mpi)")
+    p.add_argument("--net", action="append", help="net preset (repeatable; default: net2h)")
+    p.add_argument("--batch-size", type=int_list, default=[512, 1024], help="comma-separated (default 512,1024)")
+    p.add_argument("--threads", type=positive_int, default=1, help="BLAS threads per rank (default 1)")
+    p.add_argument("--dtype", action="append", choices=["float32", "float64"])
+    add_data_arguments(p, default="synthetic:50000")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=positive_int, default=2, help="timed epochs per configuration (median reported)")
+    p.add_argument("--lr", type=positive_float, default=0.1)
+    p.add_argument("--max-examples", type=positive_int,
+                   help="time only this many examples per epoch (epoch time reported as projected)")
+    add_option_argument(p)
+    p.add_argument("--hostfile", help="hostfile for multi-host jobs (passed to mpiexec as -f / --hostfile)")
+    p.add_argument("--timeout", type=positive_float, default=3600.0, help="seconds allowed per MPI job")
+    p.add_argument("--results", default="results/mpi-bench.jsonl", help="results file to append to")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--worker", metavar="RECORDS.jsonl", help=argparse_suppress())
+
+
+def argparse_suppress():
+    import argparse
+    return argparse.SUPPRESS
+
+
+def grid(args) -> list:
+    from pgdbench.grid import Config
+    opts = tuple(sorted(parse_options(args.option).items()))
+    return [Config(b, n, bs, args.threads, dt, opts)
+            for b in (args.backend or ["mpi"]) for n in (args.net or ["net2h"])
+            for bs in args.batch_size for dt in (args.dtype or ["float32"])]
+
+
+def run(args):
+    return run_worker(args) if args.worker else run_parent(args)
+
+
+def run_worker(args):
+    """Inside the MPI job: every rank measures, rank 0 writes the records for the parent."""
+    from pgdbench import mpi
+    from pgdbench.commands.common import load_data
+    from pgdbench.grid import measure
+    from pgdbench.protocol import usable_cpus
+    from pgdbench.results import append_record
+
+    ranks = mpi.launched_size()
+    dataset = load_data(args)
+    for config in grid(args):
+        rec = measure(config, dataset, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
+                      max_examples=args.max_examples)
+        if rec["status"] == "error" and ranks > 1:  # the other ranks may be waiting in a collective
+            mpi.abort(1, f"{config.label()}: {rec['reason']}")
+        meta = rec.get("backend_metadata") or {}
+        rec.update(ranks=ranks, oversubscribed=meta.get("oversubscribed", ranks * args.threads > usable_cpus()))
+        if mpi.is_root():
+            append_record(args.worker, rec)
+    return 0
+
+
+def worker_argv(args, ranks_file: str) -> list[str]:
+    argv = ["mpi-bench", "--worker", ranks_file, "--batch-size", ",".join(map(str, args.batch_size)),
+            "--threads", str(args.threads), "--dataset", args.dataset, "--seed", str(args.seed),
+            "--epochs", str(args.epochs), "--lr", repr(args.lr), "--quiet"]
+    for b in args.backend or []:
+        argv += ["--backend", b]
+    for n in args.net or []:
+        argv += ["--net", n]
+    for d in args.dtype or []:
+        argv += ["--dtype", d]
+    for o in args.option:
+        argv += ["--option", o]
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    if args.max_examples:
+        argv += ["--max-examples", str(args.max_examples)]
+    return argv
+
+
+def run_parent(args):
+    from pgdbench import mpi, registry
+    from pgdbench.errors import UsageError
+    from pgdbench.machine import machine_info
+    from pgdbench.results import ResultsWriter, read_records
+
+    configs = grid(args)
+    for c in configs:
+        cls = registry.get_available(c.backend)
+        if cls.device != "cluster":
+            raise UsageError(f"backend {c.backend!r} is not an MPI backend; mpi-bench times mpi, mpi-averaging, ...")
+    launcher = mpi.mpiexec()
+    print(f"{len(configs)} configurations × ranks {','.join(map(str, args.ranks))} with {launcher}; "
+          f"appending to {args.results}", flush=True)
+    writer = ResultsWriter(args.results, "mpi-bench", machine_info(),
+                           {k: v for k, v in vars(args).items() if k not in ("run", "worker")})
+    records, status = [], "failed"
+    try:
+        for k in sorted(set(args.ranks)):  # 1 rank first: it is the baseline of the efficiencies
+            with tempfile.TemporaryDirectory(prefix="pgdbench-mpi-") as tmp:
+                out = os.path.join(tmp, "records.jsonl")
+                cmd = mpi.launch_command(k, worker_argv(args, out), args.hostfile)
+                if not args.quiet:
+                    print("$ " + " ".join(cmd), flush=True)
+                try:
+                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+                    failure = (f"exit status {proc.returncode}: {last_lines(proc.stderr)}"
+                               if proc.returncode != 0 else "")
+                except subprocess.TimeoutExpired:
+                    failure = f"timed out after {args.timeout:g} s"
+                got = read_records(out)[0] if os.path.exists(out) else []
+            for rec in got:
+                rec["ranks"] = k
+            add_rank_speedups(records + got)  # fills speedup_vs_1rank / parallel_efficiency before writing
+            for rec in got:
+                writer.write(rec)
+                records.append(rec)
+                print(f"[ranks={k}] {describe(rec)}", flush=True)
+            if failure:
+                rec = {"kind": "bench", "status": "error", "ranks": k, "reason": failure}
+                writer.write(rec)
+                print(f"[ranks={k}] MPI job failed: {failure}", file=sys.stderr, flush=True)
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        writer.close(status)
+        if records:
+            print(table(add_rank_speedups(records), COLUMNS))
+            if any(r.get("oversubscribed") for r in records):
+                print("oversubscribed: more ranks × threads than CPUs on a host; those times measure contention")
+    return 0
+
+
+def last_lines(text: str, n: int = 3) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-n:]) or "(no message)"
+
+
+def describe(rec: dict) -> str:
+    label = f"{rec.get('backend')}[{rec.get('net')},B={rec.get('batch_size')},T={rec.get('threads')},{rec.get('dtype')}]"
+    if rec.get("status") != "ok":
+        return f"{label}: {rec.get('status')}: {rec.get('reason')}"
+    return f"{label}: {rec['seconds_per_epoch']:.3f} s/epoch, {rec['gflops']:.1f} GFLOP/s"
+
+
+def add_rank_speedups(records: list[dict]) -> list[dict]:
+    """Speedup over the 1-rank run of the same configuration, and parallel efficiency = speedup / ranks."""
+    ok = [r for r in records if r.get("status") == "ok"]
+
+    def key(r):
+        return (r["backend"], r["net"], r["batch_size"], r["threads"], r["dtype"],
+                json.dumps(r.get("options") or {}, sort_keys=True))
+
+    one = {key(r): r for r in ok if r["ranks"] == 1}
+    rows = []
+    for r in ok:
+        base = one.get(key(r))
+        row = dict(r)
+        row["speedup_vs_1rank"] = base["seconds_per_epoch"] / r["seconds_per_epoch"] if base else None
+        row["parallel_efficiency"] = row["speedup_vs_1rank"] / r["ranks"] if base else None
+        r.update(speedup_vs_1rank=row["speedup_vs_1rank"], parallel_efficiency=row["parallel_efficiency"])
+        row["tpe"] = f"{r['seconds_per_epoch']:.3f}{'*' if r.get('projected') else ''}"
+        row["eff"] = f"{row['parallel_efficiency']:.0%}" if base else "-"
+        row["over"] = "yes" if r.get("oversubscribed") else ""
+        row["acc"] = f"{r['test_accuracy']:.1%}" if r.get("test_accuracy") is not None else "-"
+        rows.append(row)
+    return rows
+
+
+COLUMNS = [("backend", "backend"), ("net", "net"), ("batch_size", "batch"), ("ranks", "ranks"),
+           ("threads", "threads/rank"), ("dtype", "dtype"), ("tpe", "s/epoch"), ("gflops", "GFLOP/s"),
+           ("speedup_vs_1rank", "vs 1 rank"), ("eff", "efficiency"), ("over", "oversubscribed"), ("acc", "test acc")]

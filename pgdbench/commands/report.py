@@ -1,0 +1,149 @@
+"""Turn results files into PNG figures and a Markdown summary (report.md) with the paper's claims checked.
+
+Reads any mix of `pgdbench bench` / `pgdbench tta` JSON lines, pytest-benchmark
+JSON (--benchmark-save/--benchmark-autosave files) and asv result files (or
+folders holding them: .asv/results, .benchmarks). Writes, for each net: time
+per epoch and GFLOP/s bars against batch size (the paper's Figs 5-8), speedup
+over the serial counterpart against batch size (Figs 9-10) and the fraction of
+the machine's GEMM peak; thread scaling (speedup and efficiency against
+threads); time-to-accuracy curves; and the claims table (claim, paper's value,
+ours, holds?). Incomplete runs (killed before their run_end) and torn lines
+are flagged in the summary.
+
+Example: pgdbench bench --results results/paper.jsonl && pgdbench report results/paper.jsonl --out report/
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+HELP = "figures (PNG) and a Markdown summary with the paper's claims, from results files"
+
+
+def add_arguments(p):
+    p.add_argument("results", nargs="+", metavar="RESULTS",
+                   help="results files or folders: .jsonl (bench, tta), pytest-benchmark .json, asv results")
+    p.add_argument("--out", default="report", help="output folder (default report/)")
+    p.add_argument("--title", default="pgdbench report", help="heading of report.md")
+
+
+def run(args):
+    from pgdbench.reporting import load
+
+    data = load(args.results)
+    if not data.rows and not data.tta:
+        from pgdbench.errors import DataError
+        raise DataError(f"no usable results in {', '.join(args.results)} "
+                        f"({len(data.not_ok)} failed or skipped points, {len(data.warnings)} warnings)")
+    out = Path(args.out)
+    figures = make_figures(data, out)
+    text = markdown(data, figures, args.title)
+    from pgdbench.results import atomic_write_text
+    atomic_write_text(out / "report.md", text)
+    print(f"{len(figures)} figures and {out / 'report.md'} written "
+          f"({len(data.rows)} performance points, {len(data.tta)} tta runs)")
+    for w in data.warnings:
+        print(f"warning: {w}")
+    return 0
+
+
+def caption(data) -> str:
+    machines = sorted({f"{cpu}, {n} CPUs" if n else str(cpu) for cpu, n, _ in data.machines}) or ["unknown machine"]
+    dates = sorted({str(d)[:10] for _, _, d in data.machines if d and d != "?"})
+    span = dates[0] if len(dates) == 1 else (f"{dates[0]} to {dates[-1]}" if dates else "date unknown")
+    datasets = sorted({str(r["dataset"]) for r in data.rows + data.tta if r.get("dataset")})
+    on = f" Data: {', '.join(datasets)}." if datasets else ""
+    return f"Machine: {'; '.join(machines)}. Measured {span}.{on} pgdbench report."
+
+
+def make_figures(data, out: Path) -> list[tuple[str, Path]]:
+    from pgdbench import plots
+
+    cap = caption(data)
+    projected = any(r.get("projected") for r in data.rows)
+    cap_bars = cap + (" Hatched bars: projected (timed on part of an epoch, scaled to the full epoch)."
+                      if projected else "")
+    rows = data.rows
+    for r in rows:
+        r["percent_of_peak"] = 100 * r["fraction_of_peak"] if r.get("fraction_of_peak") else None
+    figs = []
+    nets = sorted({r["net"] for r in rows}, key=lambda n: (n not in plots.NET_TITLES, n))
+    for net in nets:
+        title = plots.NET_TITLES.get(net, net)
+        made = [
+            ("tpe", plots.bars_vs_batch(rows, net, "seconds_per_epoch", "time per epoch (s)",
+                                        _fig_title("tpe", net, f"Time per epoch — {title}"), cap_bars,
+                                        out / f"tpe_{net}.png", log=True)),
+            ("gflops", plots.bars_vs_batch(rows, net, "gflops", "GFLOP/s (matrix work only)",
+                                           _fig_title("gflops", net, f"GFLOP/s — {title}"), cap_bars,
+                                           out / f"gflops_{net}.png", log=True)),
+            ("speedup", plots.speedup_vs_batch(rows, net, _fig_title("speedup", net, f"Speedup — {title}"),
+                                               cap + " Dashed: projected.", out / f"speedup_{net}.png")),
+            ("peak", plots.bars_vs_batch(rows, net, "percent_of_peak", "fraction of the machine's GEMM peak (%)",
+                                         f"Fraction of peak — {title}", cap_bars + " Peak: best BLAS GEMM at the "
+                                         "same threads and dtype.", out / f"peak_{net}.png")),
+        ]
+        figs += [(f"{kind} {net}", p) for kind, p in made if p]
+    p = plots.thread_scaling(rows, "Thread scaling (largest batch size measured at several thread counts)", cap,
+                             out / "threads.png")
+    if p:
+        figs.append(("thread scaling", p))
+    p = plots.tta_curves(data.tta, "Time to accuracy", cap + " Evaluation is off the clock.", out / "tta.png")
+    if p:
+        figs.append(("time to accuracy", p))
+    return figs
+
+
+def _fig_title(kind, net, title):
+    from pgdbench.plots import PAPER_FIGURES
+    n = PAPER_FIGURES.get((kind, net))
+    return f"{title} (paper Fig. {n})" if n else title
+
+
+def markdown(data, figures, title) -> str:
+    from pgdbench.claims import evaluate
+    from pgdbench.commands.common import fmt
+    from pgdbench.reporting import series_label
+
+    lines = [f"# {title}", "", caption(data), "", "Sources: " + ", ".join(f"`{s}`" for s in data.sources), ""]
+    if data.warnings:
+        lines += ["## Warnings", ""] + [f"- ⚠ {w}" for w in data.warnings] + [""]
+    lines += ["## Claims of the studies, checked on this machine", "",
+              "| study | claim | paper | test applied | ours | holds? |", "|---|---|---|---|---|---|"]
+    for c in evaluate(data.rows, data.tta, data.tta_summaries):
+        lines.append(f"| {c['study']} | {c['claim']} | {c['paper']} | {c['test']} | {c['ours']} | **{c['holds']}** |")
+    lines += ["", "The machine differs from the paper's (32 cores, Tesla K40C), so thread-count claims are "
+              "compared as efficiencies; \"not measured\" means the results given hold no rows for that claim.", ""]
+    if figures:
+        lines += ["## Figures", ""]
+        for name, path in figures:
+            lines += [f"### {name}", "", f"![{name}]({path.name})", ""]
+    if data.rows:
+        lines += ["## Performance", "", "`*` projected: timed on part of an epoch and scaled to the full epoch.", "",
+                  "| net | series | batch | s/epoch | GFLOP/s | vs serial | vs 1 thread | of peak | source |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(data.rows, key=lambda r: (r["net"], series_label(r), r["batch_size"])):
+            tpe = fmt(r.get("seconds_per_epoch")) + ("*" if r.get("projected") else "")
+            peak = f"{r['fraction_of_peak']:.0%}" if r.get("fraction_of_peak") else "-"
+            lines.append(f"| {r['net']} | {series_label(r)} | {r['batch_size']} | {tpe} | {fmt(r.get('gflops'))} | "
+                         f"{fmt(r.get('speedup_vs_serial'))} | {fmt(r.get('speedup_vs_1thread'))} | {peak} | "
+                         f"{r.get('source')} |")
+        lines.append("")
+    if data.tta_summaries or data.tta:
+        lines += ["## Time to accuracy", "", "| backend | threads | batch | target | reached | median s | min s | "
+                  "max s | median epochs |", "|---|---|---|---|---|---|---|---|---|"]
+        for s in data.tta_summaries:
+            lines.append(f"| {s['backend']} | {s['threads']} | {s['batch_size']} | {s['target']:.1%} {s['on']} | "
+                         f"{s['reached']} | {fmt(s.get('median_seconds'))} | {fmt(s.get('min_seconds'))} | "
+                         f"{fmt(s.get('max_seconds'))} | {fmt(s.get('median_epochs'))} |")
+        bad = [r for r in data.tta if r["status"] != "reached"]
+        for r in bad:
+            lines.append(f"\n- {r['backend']} seed {r['seed']}: **{r['status']}** — {r.get('reason', '')}")
+        lines.append("")
+    if data.not_ok:
+        lines += ["## Points not measured", "", "| source | backend | net | batch | threads | status | reason |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in data.not_ok:
+            lines.append(f"| {r['source']} | {r['backend']} | {r['net']} | {r['batch_size']} | {r['threads']} | "
+                         f"{r['status']} | {str(r['reason']).replace('|', '/')} |")
+        lines.append("")
+    return "\n".join(lines)

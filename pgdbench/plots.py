@@ -1,0 +1,228 @@
+"""Figures of a report (matplotlib, Agg backend: no display needed).
+
+Every figure has labelled axes with units, a legend, and a caption naming the
+machine and the date; bars of projected figures (timed on part of an epoch
+and extrapolated) are hatched, and the caption says so.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+NET_TITLES = {"net1h": "Net-1h (784-1024-10)", "net2h": "Net-2h (784-1024-1024-10)"}
+#: The paper's figure numbers (seed 000) for each figure kind and net.
+PAPER_FIGURES = {("tpe", "net1h"): 5, ("gflops", "net1h"): 6, ("tpe", "net2h"): 7, ("gflops", "net2h"): 8,
+                 ("speedup", "net1h"): 9, ("speedup", "net2h"): 10}
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _colors(labels):
+    plt = _plt()
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    return {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
+
+
+def _caption(fig, caption: str) -> None:
+    fig.text(0.01, 0.005, caption, fontsize=7, color="0.3", ha="left", va="bottom", wrap=True)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
+def bars_vs_batch(rows, net: str, metric: str, ylabel: str, title: str, caption: str, path: Path,
+                  log: bool = False) -> Path | None:
+    """Grouped bars: one group per batch size, one bar per series (backend, threads); projected bars hatched."""
+    from pgdbench.reporting import series_label
+
+    rows = [r for r in rows if r["net"] == net and r.get(metric) is not None]
+    if not rows:
+        return None
+    values = [r[metric] for r in rows if r[metric] > 0]
+    log = log and bool(values) and max(values) / min(values) > 10  # a log axis only when the spread needs one
+    plt = _plt()
+    batches = sorted({r["batch_size"] for r in rows})
+    labels = sorted({series_label(r) for r in rows}, key=_series_order)
+    colors = _colors(labels)
+    cell = {(series_label(r), r["batch_size"]): r for r in rows}
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(batches) * max(1, len(labels)) * 0.35 + 3), 4.8))
+    width = 0.8 / len(labels)
+    any_projected = False
+    for i, lab in enumerate(labels):
+        xs, ys, hatches = [], [], []
+        for j, b in enumerate(batches):
+            r = cell.get((lab, b))
+            if r is None:
+                continue
+            xs.append(j - 0.4 + width * (i + 0.5))
+            ys.append(r[metric])
+            hatches.append("///" if r.get("projected") else "")
+            any_projected |= bool(r.get("projected"))
+        bars = ax.bar(xs, ys, width, label=lab, color=colors[lab], edgecolor="black", linewidth=0.4)
+        for bar, h in zip(bars, hatches):
+            bar.set_hatch(h)
+    ax.set_xticks(range(len(batches)))
+    ax.set_xticklabels([str(b) for b in batches])
+    ax.set_xlabel("batch size (examples per minibatch)")
+    ax.set_ylabel(ylabel + (" — log scale" if log else ""))
+    if log:
+        ax.set_yscale("log")
+        ax.get_yaxis().set_major_formatter(_plain_formatter())
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3, which="both" if log else "major")
+    handles, names = ax.get_legend_handles_labels()
+    if any_projected:
+        from matplotlib.patches import Patch
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="///"))
+        names.append("hatched: projected")
+    ax.legend(handles, names, fontsize=7, ncol=2 if len(names) > 8 else 1, loc="best", framealpha=0.8)
+    _caption(fig, caption)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return _save(fig, path)
+
+
+def speedup_vs_batch(rows, net: str, title: str, caption: str, path: Path) -> Path | None:
+    """Speedup over the serial counterpart against batch size, one line per parallel series (paper Figs 9-10)."""
+    from pgdbench.reporting import series_label
+
+    rows = [r for r in rows if r["net"] == net and r.get("speedup_vs_serial") is not None
+            and not (r["threads"] == 1 and r["backend"] == r.get("serial_counterpart"))]
+    if not rows:
+        return None
+    plt = _plt()
+    by = defaultdict(list)
+    for r in rows:
+        by[series_label(r)].append(r)
+    labels = sorted(by, key=_series_order)
+    colors = _colors(labels)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for lab in labels:
+        pts = sorted(by[lab], key=lambda r: r["batch_size"])
+        projected = any(r.get("projected") for r in pts)
+        ax.plot([r["batch_size"] for r in pts], [r["speedup_vs_serial"] for r in pts], marker="o",
+                linestyle="--" if projected else "-", color=colors[lab],
+                label=f"{lab} vs {pts[0]['serial_counterpart']} T=1" + (" (projected)" if projected else ""))
+    ax.axhline(1.0, color="0.4", linewidth=0.8, linestyle=":")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({r["batch_size"] for r in rows}))
+    ax.get_xaxis().set_major_formatter(_plain_formatter())
+    ax.set_yscale("log")
+    ax.get_yaxis().set_major_formatter(_plain_formatter())
+    ax.get_yaxis().set_minor_formatter(_plain_formatter())
+    ax.set_xlabel("batch size (examples per minibatch)")
+    ax.set_ylabel("speedup over the serial counterpart (×, log scale)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best")
+    _caption(fig, caption)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return _save(fig, path)
+
+
+def thread_scaling(rows, title: str, caption: str, path: Path) -> Path | None:
+    """Speedup over 1 thread and parallel efficiency against threads, per backend × net at its largest batch."""
+    groups = defaultdict(list)
+    for r in rows:
+        if r.get("seconds_per_epoch"):
+            opts = ",".join(f"{k}={v}" for k, v in sorted((r.get("options") or {}).items()))
+            groups[(r["backend"], r["net"], r["batch_size"], opts)].append(r)
+    lines = {k: sorted(v, key=lambda r: r["threads"]) for k, v in groups.items()
+             if len({r["threads"] for r in v}) > 1 and any(r["threads"] == 1 for r in v)}
+    if not lines:
+        return None
+    # one batch size per backend × net: the largest measured at several thread counts
+    chosen = {}
+    for (b, n, bs, o) in lines:
+        if (b, n, o) not in chosen or bs > chosen[(b, n, o)]:
+            chosen[(b, n, o)] = bs
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.6))
+    labels = [f"{b} {n} B={bs}" + (f" [{o}]" if o else "") for (b, n, o), bs in sorted(chosen.items())]
+    colors = _colors(labels)
+    max_t = 1
+    for ((b, n, o), bs), lab in zip(sorted(chosen.items()), labels):
+        pts = lines[(b, n, bs, o)]
+        base = next(r for r in pts if r["threads"] == 1)["seconds_per_epoch"]
+        ts = [r["threads"] for r in pts]
+        sp = [base / r["seconds_per_epoch"] for r in pts]
+        max_t = max(max_t, *ts)
+        ax1.plot(ts, sp, marker="o", color=colors[lab], label=lab)
+        ax2.plot(ts, [s / t for s, t in zip(sp, ts)], marker="o", color=colors[lab], label=lab)
+    ideal = list(range(1, max_t + 1))
+    ax1.plot(ideal, ideal, color="0.5", linestyle=":", label="ideal (linear)")
+    ax2.axhline(1.0, color="0.5", linestyle=":", label="ideal")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("threads (workers, ranks)")
+        ax.set_xticks(ideal if max_t <= 16 else None)
+        ax.grid(alpha=0.3)
+    ax1.set_ylabel("speedup over the same backend at 1 thread (×)")
+    ax2.set_ylabel("parallel efficiency (speedup ÷ threads)")
+    ax2.set_ylim(bottom=0)
+    ax1.set_title("speedup")
+    ax2.set_title("efficiency")
+    ax1.legend(fontsize=7, loc="best")
+    fig.suptitle(title)
+    _caption(fig, caption)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return _save(fig, path)
+
+
+def tta_curves(runs, title: str, caption: str, path: Path) -> Path | None:
+    """Accuracy against wall time (evaluation off the clock), one line per seed, one colour per backend."""
+    runs = [r for r in runs if r.get("curve")]
+    if not runs:
+        return None
+    plt = _plt()
+    labels = sorted({_tta_label(r) for r in runs})
+    colors = _colors(labels)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    seen, targets = set(), set()
+    for r in runs:
+        key = "val_accuracy" if r.get("on", "val") == "val" else "test_accuracy"
+        lab = _tta_label(r)
+        xs = [p["seconds"] for p in r["curve"]]
+        ys = [100 * (p.get(key) if p.get(key) is not None else math.nan) for p in r["curve"]]
+        ax.plot(xs, ys, marker=".", color=colors[lab], alpha=0.85, label=lab if lab not in seen else None)
+        seen.add(lab)
+        if r["status"] == "reached":
+            ax.plot(xs[-1], ys[-1], marker="*", markersize=12, color=colors[lab], markeredgecolor="black")
+        elif r["status"] in ("diverged", "not_reached", "error") and xs:
+            ax.plot(xs[-1], ys[-1], marker="x", markersize=9, color="black")
+        targets.add((100 * r["target"], r.get("on", "val")))
+    for t, on in sorted(targets):
+        ax.axhline(t, color="0.3", linestyle="--", linewidth=0.8)
+        ax.text(ax.get_xlim()[0], t, f" target {t:g}% ({on})", va="bottom", fontsize=7, color="0.3")
+    ax.set_xlabel("wall time: data transfer + training, evaluation excluded (s)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", title="★ reached, × gave up or diverged", title_fontsize=7)
+    _caption(fig, caption)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return _save(fig, path)
+
+
+def _tta_label(r) -> str:
+    return (f"{r['backend']} {r.get('net', '')} T={r.get('threads', 1)} B={r.get('batch_size')} "
+            f"lr={r.get('learning_rate')} ({r.get('dataset', '?')})")
+
+
+def _series_order(label: str):
+    name, _, rest = label.partition(" T=")
+    t = rest.split(" ")[0]
+    return (name, int(t) if t.isdigit() else 0, label)
+
+
+def _plain_formatter():
+    from matplotlib.ticker import FuncFormatter
+    return FuncFormatter(lambda v, _: f"{v:.3g}")

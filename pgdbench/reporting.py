@@ -1,0 +1,254 @@
+"""Reading results for reports: `pgdbench bench`/`tta` JSON lines, pytest-benchmark JSON and asv results JSON.
+
+Every source is turned into the same flat *performance rows* (one per
+backend × net × batch size × threads × dtype × options) and *TTA runs*, plus
+warnings for whatever could not be used (torn lines, runs without a
+``run_end``, skipped or failed grid points).
+"""
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgdbench.errors import DataError
+
+
+@dataclass
+class Collection:
+    rows: list = field(default_factory=list)        # performance rows
+    tta: list = field(default_factory=list)         # kind "tta" records (one per seed)
+    tta_summaries: list = field(default_factory=list)
+    not_ok: list = field(default_factory=list)      # grid points that were skipped / unavailable / diverged / failed
+    warnings: list = field(default_factory=list)
+    machines: list = field(default_factory=list)    # (cpu model, cpus, date) of every run read
+    sources: list = field(default_factory=list)
+
+
+PERF_KEYS = ("backend", "net", "batch_size", "threads", "dtype", "seconds_per_epoch", "gflops", "projected",
+             "speedup_vs_serial", "speedup_vs_1thread", "fraction_of_peak", "test_accuracy", "val_accuracy",
+             "examples_timed", "serial_counterpart", "parallelism", "options", "peak_mem_mib", "dataset")
+
+
+def load(paths) -> Collection:
+    out = Collection()
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            raise DataError(f"results file {path} does not exist")
+        if path.is_dir():
+            found = sorted(path.rglob("*.jsonl")) + _asv_result_files(path) + _pytest_benchmark_files(path)
+            if not found:
+                raise DataError(f"no results files (*.jsonl, asv or pytest-benchmark JSON) under {path}")
+            for f in found:
+                try:
+                    _load_file(f, out)
+                except DataError as exc:  # other JSON lying in a folder: say so, keep going
+                    out.warnings.append(f"skipped: {exc}")
+        else:
+            _load_file(path, out)
+    out.rows = _dedupe(out.rows)
+    _fill_speedups(out.rows)
+    return out
+
+
+def _asv_result_files(folder: Path) -> list[Path]:
+    """The newest asv result file of each machine under ``folder`` (asv keeps one file per commit)."""
+    newest = {}
+    for f in folder.rglob("*.json"):
+        if f.name in ("machine.json", "benchmarks.json") or not (f.parent / "machine.json").exists():
+            continue
+        try:
+            date = json.loads(f.read_text()).get("date", 0)
+        except (OSError, ValueError):
+            continue
+        if f.parent not in newest or date > newest[f.parent][0]:
+            newest[f.parent] = (date, f)
+    return [f for _, f in newest.values()]
+
+
+def _pytest_benchmark_files(folder: Path) -> list[Path]:
+    return [f for f in sorted(folder.rglob("*.json")) if not (f.parent / "machine.json").exists()
+            and f.name not in ("machine.json", "benchmarks.json")]
+
+
+def _load_file(path: Path, out: Collection) -> None:
+    out.sources.append(str(path))
+    if path.suffix == ".jsonl":
+        _load_jsonl(path, out)
+        return
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a JSON results file ({exc})") from None
+    if isinstance(data, dict) and "benchmarks" in data and "machine_info" in data:
+        _load_pytest_benchmark(path, data, out)
+    elif isinstance(data, dict) and "result_columns" in data and "results" in data:
+        _load_asv(path, data, out)
+    else:
+        raise DataError(f"{path}: neither a pgdbench .jsonl, a pytest-benchmark JSON nor an asv result file")
+
+
+# -- pgdbench JSON lines ----------------------------------------------------------------------------
+
+def _load_jsonl(path: Path, out: Collection) -> None:
+    from pgdbench.results import read_records, run_status
+
+    records, warnings = read_records(path)
+    out.warnings.extend(warnings)
+    status = run_status(records)
+    starts = {r["run_id"]: r for r in records if r.get("kind") == "run_start"}
+    for run_id, st in status.items():
+        if st != "complete":
+            what = {"incomplete": "has no run_end (killed or still running)"}.get(st, f"ended {st}")
+            cmd = starts.get(run_id, {}).get("command", "?")
+            out.warnings.append(f"{path}: run {run_id} ({cmd}) {what}: its records are shown but may be partial")
+    orphans = {}
+    for r in records:
+        if r.get("run_id") and r["run_id"] not in starts:
+            orphans[r["run_id"]] = orphans.get(r["run_id"], 0) + 1
+    for run_id, n in orphans.items():
+        out.warnings.append(f"{path}: {n} records of run {run_id} have no run_start (file truncated, edited, or "
+                            f"appended to by a process started before it was replaced)")
+    for run_id, start in starts.items():
+        m = start.get("machine") or {}
+        out.machines.append((m.get("cpu_model", "?"), m.get("cpus_usable"), m.get("date", "?")))
+    for r in records:
+        kind = r.get("kind")
+        if kind == "bench":
+            if r.get("status") == "ok":
+                row = {k: r.get(k) for k in PERF_KEYS}
+                row["source"] = "bench"
+                row["examples_timed"] = r.get("examples_timed")
+                out.rows.append(row)
+            else:
+                out.not_ok.append(_not_ok(r, "bench"))
+        elif kind == "tta":
+            out.tta.append(r)
+        elif kind == "tta_summary":
+            out.tta_summaries.append(r)
+
+
+def _not_ok(r: dict, source: str) -> dict:
+    return {"source": source, "backend": r.get("backend"), "net": r.get("net"), "batch_size": r.get("batch_size"),
+            "threads": r.get("threads"), "status": r.get("status"), "reason": r.get("reason", "")}
+
+
+# -- pytest-benchmark -------------------------------------------------------------------------------
+
+def _load_pytest_benchmark(path: Path, data: dict, out: Collection) -> None:
+    mi = data.get("machine_info", {})
+    pg = mi.get("pgdbench", {})
+    out.machines.append((pg.get("cpu_model") or mi.get("cpu", {}).get("brand_raw", "?"), pg.get("cpus_usable"),
+                         data.get("datetime", "?")))
+    for b in data.get("benchmarks", []):
+        info = b.get("extra_info") or {}
+        if "backend" not in info:
+            continue
+        row = {k: info.get(k) for k in PERF_KEYS}
+        row.update(source="pytest-benchmark", dtype=info.get("dtype", "float32"), options={},
+                   projected=bool(info.get("projected", True)))
+        out.rows.append(row)
+
+
+# -- asv --------------------------------------------------------------------------------------------
+
+_ASV_TRACKS = {"track_epoch_seconds_projected": "seconds_per_epoch", "track_gflops": "gflops",
+               "track_speedup_vs_serial": "speedup_vs_serial", "track_speedup_vs_1thread": "speedup_vs_1thread",
+               "track_fraction_of_peak": "fraction_of_peak", "peakmem_train_slice": "peak_mem_mib"}
+
+
+def _load_asv(path: Path, data: dict, out: Collection) -> None:
+    machine = {}
+    try:
+        machine = json.loads((path.parent / "machine.json").read_text())
+    except (OSError, ValueError):
+        pass
+    date = data.get("date")
+    if isinstance(date, (int, float)):
+        import datetime
+        date = datetime.datetime.fromtimestamp(date / 1000, datetime.timezone.utc).isoformat(timespec="seconds")
+    out.machines.append((machine.get("cpu", "?"), machine.get("num_cpu"), f"{date} (asv, commit "
+                                                                         f"{str(data.get('commit_hash'))[:8]})"))
+    columns = data["result_columns"]
+    rows = {}
+    for name, values in data["results"].items():
+        metric = _ASV_TRACKS.get(name.rsplit(".", 1)[-1])
+        if metric is None:
+            continue
+        entry = dict(zip(columns, values))
+        params = entry.get("params") or []
+        results = entry.get("result")
+        if results is None:
+            continue
+        combos = list(itertools.product(*params))
+        for combo, value in zip(combos, results):
+            keys = [_asv_value(v) for v in combo]
+            if len(keys) != 4:
+                continue
+            key = tuple(keys)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            row = rows.setdefault(key, {"backend": key[0], "net": key[1], "batch_size": int(key[2]),
+                                        "threads": int(key[3]), "dtype": "float32", "projected": True,
+                                        "options": {}, "source": "asv"})
+            row[metric] = value / 2**20 if metric == "peak_mem_mib" else value
+    for row in rows.values():
+        if row.get("seconds_per_epoch") is None:
+            continue  # only memory was measured: not a performance row
+        out.rows.append({**{k: None for k in PERF_KEYS}, **row})
+
+
+def _asv_value(text):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+# -- combining --------------------------------------------------------------------------------------
+
+def row_key(r: dict) -> tuple:
+    return (r["backend"], r["net"], r["batch_size"], r["threads"], r.get("dtype") or "float32",
+            tuple(sorted((r.get("options") or {}).items())))
+
+
+def _dedupe(rows: list) -> list:
+    """The last measurement of each grid point wins (files are read in the order given)."""
+    latest = {}
+    for r in rows:
+        latest[row_key(r)] = r
+    return list(latest.values())
+
+
+def _fill_speedups(rows: list) -> None:
+    from pgdbench import registry
+
+    index = {row_key(r): r for r in rows}
+    classes = {n: e.cls for n, e in registry.entries().items() if e.cls is not None}
+    for r in rows:
+        cls = classes.get(r["backend"])
+        if not r.get("serial_counterpart"):
+            r["serial_counterpart"] = (cls.serial_counterpart if cls else None) or r["backend"]
+        if not r.get("parallelism") and cls is not None:
+            r["parallelism"] = cls.parallelism.value
+        if r.get("device") is None:
+            r["device"] = cls.device if cls else ("gpu" if r.get("parallelism") == "device" else "cpu")
+    for r in rows:
+        _, net, bs, _, dt, opts = row_key(r)
+        serial = index.get((r["serial_counterpart"], net, bs, 1, dt, ()))
+        one = index.get((r["backend"], net, bs, 1, dt, opts))
+        if serial and serial.get("seconds_per_epoch") and r.get("seconds_per_epoch"):
+            r["speedup_vs_serial"] = serial["seconds_per_epoch"] / r["seconds_per_epoch"]
+        if one and one.get("seconds_per_epoch") and r.get("seconds_per_epoch"):
+            r["speedup_vs_1thread"] = one["seconds_per_epoch"] / r["seconds_per_epoch"]
+        s1 = r.get("speedup_vs_1thread")
+        r["efficiency"] = s1 / r["threads"] if s1 else None
+
+
+def series_label(r: dict) -> str:
+    opts = ",".join(f"{k}={v}" for k, v in sorted((r.get("options") or {}).items()))
+    return f"{r['backend']} T={r['threads']}" + (f" [{opts}]" if opts else "")
