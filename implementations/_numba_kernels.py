@@ -18,8 +18,10 @@ the next, so no cache line is written by two threads (no false sharing).
 """
 from __future__ import annotations
 
+import llvmlite.binding as llvm
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import get_cython_function_address
 
 # Reassociation lets LLVM vectorise the dot-product reductions; contraction
 # allows FMAs. No finite-math flags: sigmoid relies on exp overflowing to inf.
@@ -127,6 +129,53 @@ def mm_tn_loops(A, D, G):
         kk += r
 
 
+# -- W ← W + α Aᵀ D on a block of W's rows (update="rows") ---------------------
+# np.dot cannot accumulate (no β), so the BLAS variant calls SciPy's GEMM (the
+# one numba's np.dot uses) directly. Fortran sees the C-ordered W as Wᵀ, so
+# W[r0:r1] += α A[:, r0:r1]ᵀ D is Wᵀ[:, r0:r1] += α Dᵀ A[:, r0:r1]: gemm("N", "T").
+
+# Called by symbol name (registered with LLVM on import), not through a ctypes
+# pointer: compiled code that holds a pointer cannot be cached.
+for _name in ("sgemm", "dgemm"):
+    llvm.add_symbol(f"pgdbench_{_name}", get_cython_function_address("scipy.linalg.cython_blas", _name))
+_GEMM = types.void(*([types.voidptr] * 13))
+_sgemm = types.ExternalFunction("pgdbench_sgemm", _GEMM)
+_dgemm = types.ExternalFunction("pgdbench_dgemm", _GEMM)
+
+
+@njit(cache=True)
+def update_rows_blas(W, r0, r1, A, D, alpha):
+    m, n_in = A.shape
+    n_out = D.shape[1]
+    ints = np.empty(6, np.int32)  # M, N, K, lda, ldb, ldc (Fortran passes everything by address)
+    ints[0], ints[1], ints[2], ints[3], ints[4], ints[5] = n_out, r1 - r0, m, n_out, n_in, n_out
+    flags = np.empty(2, np.uint8)
+    flags[0], flags[1] = 78, 84   # "N", "T"
+    ab = np.empty(2, W.dtype)
+    ab[0], ab[1] = alpha, 1       # α, β = 1
+    if W.itemsize == 4:
+        _sgemm(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
+               ab[0:].ctypes, D.ctypes, ints[3:].ctypes, A[0, r0:].ctypes, ints[4:].ctypes, ab[1:].ctypes,
+               W[r0].ctypes, ints[5:].ctypes)
+    else:
+        _dgemm(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
+               ab[0:].ctypes, D.ctypes, ints[3:].ctypes, A[0, r0:].ctypes, ints[4:].ctypes, ab[1:].ctypes,
+               W[r0].ctypes, ints[5:].ctypes)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def update_rows_loops(W, r0, r1, A, D, alpha):
+    m = A.shape[0]
+    cols = W.shape[1]
+    for r in range(r0, r1):
+        w = W[r]
+        for i in range(m):
+            a = alpha * A[i, r]
+            d = D[i]
+            for j in range(cols):
+                w[j] += a * d[j]
+
+
 # -- elementwise work, fused -------------------------------------------------
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -189,8 +238,11 @@ def forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, one):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def thread_batch(p, X, Y, idx, Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, one):
-    """Gradient sums of the examples ``idx`` into G[l][p] and gb[l][p] (Algorithm 5, one thread's part)."""
+def thread_batch(p, X, Y, idx, Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, weight_sums, one):
+    """Gradient sums of the examples ``idx`` into G[l][p] and gb[l][p] (Algorithm 5, one thread's part).
+
+    With ``weight_sums`` False the weight-gradient sums are left out (update="rows" applies them later).
+    """
     m = idx.shape[0]
     forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, one)
     x, y = xs[p, :m], ys[p, :m]
@@ -208,12 +260,30 @@ def thread_batch(p, X, Y, idx, Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, on
             else:
                 mm_nt_loops(d, Ws[l], below)
             times_sigmoid_prime(below, a_below, one)
-        g = G[l][p, :a_below.shape[1]]
-        if use_blas:                                     # Σ_i a_{l-1} δ_lᵀ into the private sum
-            np.dot(a_below.T, d, g)
-        else:
-            mm_tn_loops(a_below, d, g)
+        if weight_sums:
+            g = G[l][p, :a_below.shape[1]]
+            if use_blas:                                 # Σ_i a_{l-1} δ_lᵀ into the private sum
+                np.dot(a_below.T, d, g)
+            else:
+                mm_tn_loops(a_below, d, g)
         column_sums(d, gb[l][p, 0])
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def sum_rows(S, r, P):
+    """S[0, r] += S[1, r] + ... + S[P-1, r]: the reduction of P threads' private sums, one row."""
+    acc = S[0, r]
+    for q in range(1, P):
+        src = S[q, r]
+        for j in range(acc.shape[0]):
+            acc[j] += src[j]
+    return acc
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def subtract(dst, scale, src):
+    for j in range(dst.shape[0]):
+        dst[j] -= scale * src[j]
 
 
 TRAIN, GRADIENTS, FORWARD = 0, 1, 2
@@ -221,7 +291,7 @@ TRAIN, GRADIENTS, FORWARD = 0, 1, 2
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def run(mode, X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, deltas, G, gb, n_threads, use_blas,
-        learning_rate, scratch, out):
+        rows_update, learning_rate, scratch, out):
     """The one parallel kernel (one compilation per dtype), in three modes:
 
     TRAIN:     minibatch GD over the examples order[start:stop] in steps of batch_size;
@@ -234,6 +304,7 @@ def run(mode, X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, deltas
     """
     one = Ws[0][0, 0] * 0 + 1                            # 1 in the parameters' dtype
     L = len(Ws)
+    rows_update = rows_update and mode == TRAIN
     for s in range(start, stop, batch_size):
         e = min(s + batch_size, stop)
         n = e - s
@@ -246,31 +317,42 @@ def run(mode, X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, deltas
                 forward_thread(p, X, order[lo:hi], Ws, bs, xs, acts, use_blas, one)
                 out[lo - start:hi - start] = acts[L - 1][p, :hi - lo]
             else:
-                thread_batch(p, X, Y, order[lo:hi], Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, one)
+                thread_batch(p, X, Y, order[lo:hi], Ws, bs, xs, ys, acts, deltas, G, gb, use_blas,
+                             not rows_update, one)
         if mode == FORWARD:
             continue
-        # reduction of the P private sums into G[l][0], fused with the update, split over weight rows
         scratch[0] = learning_rate / n                   # η/B
         scale = scratch[0]
         for l in range(L):
             W, b, Gl, gbl = Ws[l], bs[l], G[l], gb[l]
-            rows, cols = W.shape
-            for r in prange(rows + 1):
-                if r < rows:
-                    acc, dst = Gl[0, r], W[r]
-                    for q in range(1, P):
-                        src = Gl[q, r]
-                        for j in range(cols):
-                            acc[j] += src[j]
-                else:
-                    acc, dst = gbl[0, 0], b
-                    for q in range(1, P):
-                        src = gbl[q, 0]
-                        for j in range(cols):
-                            acc[j] += src[j]
-                if mode == TRAIN:
-                    for j in range(cols):
-                        dst[j] -= scale * acc[j]
+            rows = W.shape[0]
+            if rows_update:
+                # no private weight sums: thread q applies the whole minibatch's gradient to its block of rows
+                nb = min(n_threads, rows)
+                for q in prange(nb + 1):
+                    if q < nb:
+                        r0, r1 = (rows * q) // nb, (rows * (q + 1)) // nb
+                        for p in range(P):
+                            m = (n * (p + 1)) // P - (n * p) // P
+                            A = xs[p, :m] if l == 0 else acts[l - 1][p, :m]
+                            if use_blas:
+                                update_rows_blas(W, r0, r1, A, deltas[l][p, :m], -scale)
+                            else:
+                                update_rows_loops(W, r0, r1, A, deltas[l][p, :m], -scale)
+                    else:
+                        subtract(b, scale, sum_rows(gbl, 0, P))
+            else:
+                # Algorithm 5: reduction of the P private sums into G[l][0], fused with the update,
+                # split over weight rows (one more iteration for the biases)
+                for r in prange(rows + 1):
+                    if r < rows:
+                        acc = sum_rows(Gl, r, P)
+                        if mode == TRAIN:
+                            subtract(W[r], scale, acc)
+                    else:
+                        acc = sum_rows(gbl, 0, P)
+                        if mode == TRAIN:
+                            subtract(b, scale, acc)
 
 
 @njit(parallel=True, cache=True)

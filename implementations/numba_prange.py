@@ -22,6 +22,19 @@ Two ways to do each thread-batch's matrix work (option ``kernel``):
   unit-stride and vectorised by LLVM), as the paper's hand-written Pthreads
   code did. No BLAS at all; slower, but shows what the compiler alone does.
 
+Two ways to apply the minibatch's gradient (option ``update``):
+
+* ``reduce`` (default): Algorithm 5 as stated -- private per-thread sums and
+  the parallel reduction fused with the update, described above.
+* ``rows``: no private weight sums. After the example-parallel forward and
+  backward passes (a barrier: every delta uses the old weights), thread q
+  applies the whole minibatch's gradient to its own block of W's rows,
+  W[r0:r1] += (−η/B) Σ_p A_p[:, r0:r1]ᵀ Δ_p, with a GEMM that accumulates
+  (β = 1) or with loops. W is read and written once per step and no
+  P × |W| accumulators exist, which is what matters at small batches and
+  many threads. It departs from Algorithm 5 in the update only; the results
+  are the same minibatch GD (held to the same checks).
+
 Elementwise work (bias, sigmoid, σ' = a(1 − a), the output delta, the column
 sums for the biases) is fused into single passes inside each thread's part.
 
@@ -53,6 +66,7 @@ from pgdbench.model import Parameters
 from pgdbench.protocol import AVAILABLE, Parallelism, Trainer, module_missing, validate_batch
 
 KERNELS = ("blas", "loops")
+UPDATES = ("reduce", "rows")
 #: Minibatches per call into compiled code when a progress callback wants news.
 PROGRESS_EVERY = 64
 
@@ -67,7 +81,7 @@ class NumbaTrainer(Trainer):
     description = "Numba prange over thread-batches (OpenMP style, Alg. 5): private gradient sums + parallel reduction"
     parallelism = Parallelism.EXAMPLES
     serial_counterpart = "numba"
-    options = {"kernel": "blas"}
+    options = {"kernel": "blas", "update": "reduce"}
 
     @classmethod
     def availability(cls):
@@ -79,6 +93,8 @@ class NumbaTrainer(Trainer):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
         if self.opts["kernel"] not in KERNELS:
             raise UsageError(f"option kernel={self.opts['kernel']!r}: expected one of {', '.join(KERNELS)}")
+        if self.opts["update"] not in UPDATES:
+            raise UsageError(f"option update={self.opts['update']!r}: expected one of {', '.join(UPDATES)}")
         avail = self.availability()
         if not avail:
             raise BackendUnavailable(f"backend 'numba': {avail.reason} (pip install 'pgdbench[numba]')")
@@ -93,6 +109,7 @@ class NumbaTrainer(Trainer):
 
         self.numba, self.k = numba, kernels
         self.use_blas = self.opts["kernel"] == "blas"
+        self.rows_update = self.opts["update"] == "rows"
         self.Ws = [np.array(w, dtype=self.dtype, order="C") for w in params.weights]
         self.bs = [np.array(b, dtype=self.dtype) for b in params.biases]
         # typed lists (not tuples): their type does not depend on the depth, so one compilation serves all nets
@@ -131,11 +148,19 @@ class NumbaTrainer(Trainer):
         self._ys = slabs(rows, widths[-1])
         self._acts = self._typed([slabs(rows, w) for w in widths[1:]])
         self._deltas = self._typed([slabs(rows, w) for w in widths[1:]])
-        self._G = self._typed([slabs(n_in, n_out) for n_in, n_out in self.spec.shapes])
+        self._G = self._typed([])
+        self._private_sums(1 if self.rows_update else P)  # update=rows trains without them
         self._gb = self._typed([slabs(1, n_out) for n_out in widths[1:]])
         self._out = np.zeros((0, widths[-1]), dt)
         self._capacity = batch_size
         self._rows = rows * P  # examples the buffers hold at once
+
+    def _private_sums(self, P: int) -> None:
+        """The P threads' full-size weight-gradient accumulators."""
+        if len(self._G) and self._G[0].shape[0] >= P:
+            return
+        self._G = self._typed([np.zeros((P, n_in + _pad_rows(n_out), n_out), self.dtype)
+                               for n_in, n_out in self.spec.shapes])
 
     def _threads(self):
         return _Threads(self.numba, self.threads)
@@ -147,7 +172,7 @@ class NumbaTrainer(Trainer):
 
     def _run(self, mode, X, Y, order, start, stop, batch_size, learning_rate=0.0, out=None):
         self.k.run(mode, X, Y, order, start, stop, batch_size, self._Ws, self._bs, self._xs, self._ys,
-                   self._acts, self._deltas, self._G, self._gb, self.threads, self.use_blas,
+                   self._acts, self._deltas, self._G, self._gb, self.threads, self.use_blas, self.rows_update,
                    float(learning_rate), self._scratch, self._out if out is None else out)
 
     def train_epoch(self, order, batch_size, learning_rate, progress=None):
@@ -178,6 +203,7 @@ class NumbaTrainer(Trainer):
         Y = np.ascontiguousarray(Y, dtype=self.dtype)
         out = self.predict(X)  # the loss from the same compiled forward pass
         self._ensure_buffers(n)
+        self._private_sums(min(self.threads, n))
         with self._threads():
             self._run(self.k.GRADIENTS, X, Y, np.arange(n, dtype=np.int64), 0, n, n)
         loss = float(0.5 * np.sum((out.astype(np.float64) - Y) ** 2) / n)
@@ -202,6 +228,7 @@ class NumbaTrainer(Trainer):
         except ValueError:  # no parallel region has run yet (cannot happen after __init__)
             layer = "not started"
         return {"numba": numba.__version__, "threading_layer": layer, "kernel": self.opts["kernel"],
+                "update": self.opts["update"],
                 "numba_threads": self.threads, "numba_num_threads_max": numba.config.NUMBA_NUM_THREADS,
                 "cache_dir": os.environ.get("NUMBA_CACHE_DIR", "(next to the module)")}
 

@@ -102,16 +102,27 @@ def test_numba_compiles_in_the_constructor_not_in_the_epochs(nb):
 
 
 @pytest.mark.parametrize("threads", [1, pytest.param(2, marks=TWO)])
-def test_numba_loops_kernel_matches_the_reference(nb, threads):
-    """kernel=loops (no BLAS) is held to the same float64 and float32 checks as the default."""
+@pytest.mark.parametrize("kernel,update", [("loops", "reduce"), ("blas", "rows"), ("loops", "rows")])
+def test_numba_variants_match_the_reference(nb, threads, kernel, update):
+    """The non-default variants are held to the same float64 and float32 checks as the default."""
     _, _, NumbaTrainer = nb
 
-    class Loops(NumbaTrainer):
-        reference_options = {"kernel": "loops"}
+    class Variant(NumbaTrainer):
+        reference_options = {"kernel": kernel, "update": update}
 
-    testing.check_gradients(Loops, threads)
+    testing.check_gradients(Variant, threads)
     for dt in (np.float64, np.float32):
-        testing.check_training_steps(Loops, threads, dt)
+        testing.check_training_steps(Variant, threads, dt)
+
+
+def test_numba_rows_update_keeps_no_private_sums(nb):
+    _, _, NumbaTrainer = nb
+    params, X, Y = problem()
+    with NumbaTrainer(SPEC, params, dtype=np.float64, threads=2 if usable_cpus() >= 2 else 1,
+                      options={"update": "rows"}) as t:
+        t.load_data(X, Y)
+        t.train_epoch(epoch_order(len(X), 0, 0), 10, 0.5)
+        assert t._G[0].shape[0] == 1, "update=rows must not allocate per-thread weight accumulators"
 
 
 def test_numba_rejects_unknown_kernel(nb):
@@ -119,6 +130,8 @@ def test_numba_rejects_unknown_kernel(nb):
     params, _, _ = problem()
     with pytest.raises(UsageError, match="kernel"):
         NumbaTrainer(SPEC, params, options={"kernel": "fortran"})
+    with pytest.raises(UsageError, match="update"):
+        NumbaTrainer(SPEC, params, options={"update": "atomic"})
 
 
 def test_numba_pads_thread_slabs(nb):
