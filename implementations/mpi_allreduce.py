@@ -36,20 +36,11 @@ from threadpoolctl import threadpool_limits
 
 from implementations.numpy_blas import NumpyBlasTrainer
 from pgdbench import mpi
+from pgdbench.mpi import flat_views
 from pgdbench.errors import UsageError
 from pgdbench.model import batch_bounds
 from pgdbench.protocol import AVAILABLE, Parallelism, module_missing, unavailable, usable_cpus
 
-
-def flat_views(shapes, dtype):
-    """One contiguous buffer and views of it shaped like ``shapes`` (in order)."""
-    sizes = [int(np.prod(s)) for s in shapes]
-    flat = np.zeros(sum(sizes), dtype)
-    views, offset = [], 0
-    for shape, size in zip(shapes, sizes):
-        views.append(flat[offset:offset + size].reshape(shape))
-        offset += size
-    return flat, views
 
 
 @functools.lru_cache(maxsize=1)

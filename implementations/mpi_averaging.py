@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from implementations.mpi_allreduce import flat_views, mpi_availability, mpi_metadata
+from implementations.mpi_allreduce import mpi_availability, mpi_metadata
+from pgdbench.mpi import flat_views
 from implementations.numpy_blas import NumpyBlasTrainer
 from pgdbench import mpi
 from pgdbench.errors import UsageError

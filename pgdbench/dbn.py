@@ -47,6 +47,7 @@ import numpy as np
 from scipy.special import expit
 
 from pgdbench.errors import UsageError
+from pgdbench.mpi import flat_views
 
 
 def converged(errors: Sequence[float], tau: float, patience: int = 3) -> bool:
@@ -58,16 +59,6 @@ def converged(errors: Sequence[float], tau: float, patience: int = 3) -> bool:
     if len(errors) < patience + 1:
         return False
     return all(errors[i - 1] - errors[i] <= tau for i in range(len(errors) - patience, len(errors)))
-
-
-def flat_views(shapes, dtype):
-    sizes = [int(np.prod(s)) for s in shapes]
-    flat = np.zeros(sum(sizes), dtype)
-    views, offset = [], 0
-    for shape, size in zip(shapes, sizes):
-        views.append(flat[offset:offset + size].reshape(shape))
-        offset += size
-    return flat, views
 
 
 class RBM:

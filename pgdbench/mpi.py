@@ -143,3 +143,20 @@ def share(n: int, rank: int, size: int) -> tuple[int, int]:
     base, extra = divmod(n, size)
     lo = rank * base + min(rank, extra)
     return lo, lo + base + (1 if rank < extra else 0)
+
+
+def flat_views(shapes, dtype):
+    """One contiguous buffer and views of it shaped like ``shapes`` (in order).
+
+    Parameters or gradients kept this way cross the network as one message:
+    one Allreduce or Bcast per step instead of one per array.
+    """
+    import numpy as np
+
+    sizes = [int(np.prod(s)) for s in shapes]
+    flat = np.zeros(sum(sizes), dtype)
+    views, offset = [], 0
+    for shape, size in zip(shapes, sizes):
+        views.append(flat[offset:offset + size].reshape(shape))
+        offset += size
+    return flat, views
