@@ -126,6 +126,8 @@ def _load_jsonl(path: Path, out: Collection) -> None:
                 row = {k: r.get(k) for k in PERF_KEYS}
                 row["source"] = "bench"
                 row["examples_timed"] = r.get("examples_timed")
+                # what the run actually used beats what the backend is for: OpenCL on PoCL is a CPU run
+                row["device"] = (r.get("backend_metadata") or {}).get("device_kind")
                 out.rows.append(row)
             else:
                 out.not_ok.append(_not_ok(r, "bench"))
