@@ -23,6 +23,14 @@ Why it is fast by design:
   costs exactly one collective (latency is paid once, not once per layer) and
   the buffer is reduced in place (``MPI.IN_PLACE``): no allocation, no copy;
 * a 1-rank job skips the collective.
+
+Option ``local``: which backend computes each rank's gradient. ``numpy`` (the
+default) is the fast path above. Any other registered backend (``-o
+local=torch``, ``-o local=numba``, ...) is driven through the protocol alone:
+each rank's local trainer is handed the current parameters, returns the mean
+gradient of the rank's slice (``loss_and_gradients``), which is rescaled to
+the slice's share of the minibatch sum and reduced as above. That costs one
+parameter copy per step, and is exact: the kit's checks cover it.
 """
 from __future__ import annotations
 
@@ -38,7 +46,7 @@ from implementations.numpy_blas import NumpyBlasTrainer
 from pgdbench import mpi
 from pgdbench.mpi import flat_views
 from pgdbench.errors import UsageError
-from pgdbench.model import batch_bounds
+from pgdbench.model import Parameters, batch_bounds
 from pgdbench.protocol import AVAILABLE, Parallelism, module_missing, unavailable, usable_cpus
 
 
@@ -82,6 +90,7 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
     parallelism = Parallelism.PROCESSES
     device = "cluster"
     serial_counterpart = "numpy"
+    options = {"local": "numpy"}
 
     @classmethod
     def availability(cls):
@@ -89,6 +98,12 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
+        self.local = None
+        if self.opts["local"] != "numpy":
+            from pgdbench import registry
+            if self.opts["local"] in ("mpi", "mpi-averaging"):
+                raise UsageError(f"option local={self.opts['local']}: the local backend cannot itself be an MPI backend")
+            self.local = registry.get_available(self.opts["local"])(spec, params, dtype=dtype, threads=threads)
         mpi.install_abort_hook()
         self.comm = mpi.comm()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
@@ -119,7 +134,13 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
     def _step_slice(self, idx: np.ndarray, batch: int, learning_rate: float) -> None:
         """Add this rank's share (η/B)·Σ∇ of a minibatch of ``batch`` examples, reduce, update."""
         n = len(idx)
-        if n:
+        if n and self.local is not None:
+            self.local.set_params(Parameters(self.W, self.b))
+            _, mean = self.local.loss_and_gradients(self.X[idx], self.Y[idx])
+            scale = learning_rate * n / batch   # mean over the slice → its share of (η/B)·Σ
+            for mine, theirs in zip(self._weight_grad + self._bias_grad, mean.weights + mean.biases):
+                np.multiply(theirs, scale, out=mine)
+        elif n:
             x, y = self._x[:n], self._y[:n]
             np.take(self.X, idx, axis=0, out=x)
             np.take(self.Y, idx, axis=0, out=y)
@@ -154,5 +175,9 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
             self._sync_params_from_root()
 
     def metadata(self):
-        return mpi_metadata(self.comm, self.threads)
+        return {**mpi_metadata(self.comm, self.threads), "local_backend": self.opts["local"]}
+
+    def close(self):
+        if self.local is not None:
+            self.local.close()
 

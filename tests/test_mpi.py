@@ -53,13 +53,19 @@ def test_modules_do_not_import_mpi4py():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_two_ranks_equal_single_process(tmp_path):
-    """2-rank `mpi` training equals single-process numpy training in float64 (batch 37: uneven halves, last batch 4)."""
+@pytest.mark.parametrize("local", ["numpy", "torch"])
+def test_two_ranks_equal_single_process(tmp_path, local):
+    """2-rank `mpi` training equals single-process numpy training in float64 (batch 37: uneven halves, last batch 4),
+    with the built-in local gradient and with another registered backend computing it (-o local=torch)."""
+    from pgdbench import registry
     from pgdbench.data.embedded import load_mnist_sample
     from pgdbench.registry import get
     from pgdbench.training import fit
 
-    args = ["train", "--backend", "mpi", *TINY, "--epochs", "2", "--batch-size", "37",
+    avail = registry.entries()[local].availability()
+    if not avail:
+        pytest.skip(f"local backend {local} unavailable: {avail.reason}")
+    args = ["train", "--backend", "mpi", *TINY, "--epochs", "2", "--batch-size", "37", "-o", f"local={local}",
             "--save", str(tmp_path / "mpi.npz"), "--results", str(tmp_path / "r.jsonl")]
     proc = launch(2, *args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -184,3 +190,30 @@ def test_backend_refuses_different_data_on_ranks(tmp_path):
     assert proc.returncode != 0
     assert "different training data shapes" in proc.stderr, proc.stderr
 
+
+
+@pytest.mark.parametrize("local", ["threads", "torch"])
+def test_any_registered_backend_as_local_passes_the_kit(local):
+    """One rank, in process: the protocol-driven local path is held to the same float64 checks as the fast path."""
+    from pgdbench import registry, testing
+
+    avail = registry.entries()[local].availability()
+    if not avail:
+        pytest.skip(f"local backend {local} unavailable: {avail.reason}")
+
+    class WithLocal(registry.get("mpi")):
+        reference_options = {"local": local}
+
+    testing.check_gradients(WithLocal)
+    testing.check_training_steps(WithLocal, 1, np.float64)
+    testing.check_training_steps(WithLocal, 1, np.float32)
+
+
+def test_local_backend_cannot_be_mpi():
+    from pgdbench import registry
+    from pgdbench.errors import UsageError
+    from pgdbench.testing import small_problem
+
+    spec, params, _, _ = small_problem()
+    with pytest.raises(UsageError, match="cannot itself be an MPI backend"):
+        registry.get("mpi")(spec, params, options={"local": "mpi-averaging"})
