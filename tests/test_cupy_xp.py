@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pytest
 
+from implementations.cupy_xp import CupyTrainer
+from implementations.xp_mlp import NumpyXpTrainer
 from pgdbench import reference
 from pgdbench.model import NetSpec, epoch_order, glorot_uniform
 from pgdbench.testing import FLOAT32_TOLERANCE, check_backend
-from implementations.cupy_xp import CupyTrainer
-from implementations.xp_mlp import NumpyXpTrainer
 
 
 def test_xp_code_path_passes_the_kit_with_numpy():

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from pgdbench import dbn
+from tests.mpi_jobs import mpiexec_or_skip, run_job
 
 
 def sigmoid(z):
@@ -136,39 +134,20 @@ def test_power_law_exponent():
 
 # -- under MPI ---------------------------------------------------------------
 
-def needs_mpi():
-    from pgdbench.protocol import module_missing
-    if module_missing("mpi4py"):
-        pytest.skip("mpi4py not installed (pip install .[mpi])")
-    from pgdbench.mpi import mpiexec
-    try:
-        return mpiexec()
-    except Exception as exc:
-        pytest.skip(f"no mpiexec: {exc}")
 
 
-def run_job(cmd, timeout=90, **kw):
-    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                           **kw)
-    try:
-        out, err = job.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, job.returncode, out, err)
 
 
 def test_two_ranks_follow_table_1(tmp_path):
     """2 ranks, one layer, 2 epochs: the result equals the master's averaging of the two ranks' epoch updates,
     recomputed here in one process from the same shards and random streams."""
-    mpiexec = needs_mpi()
+    mpiexec = mpiexec_or_skip()
     script = (
         "import numpy as np; from pgdbench import dbn, mpi; from pgdbench.data.embedded import load_mnist_sample; "
         "c = mpi.comm(); X = load_mnist_sample().X_train[:301] if c.Get_rank() == 0 else None; "
         "rbms, rep = dbn.pretrain(c, X, [8], epochs=2, batch_size=20, lr=0.1, seed=5); "
         f"c.Get_rank() == 0 and np.save({str(tmp_path / 'flat.npy')!r}, rbms[0].flat)")
-    proc = run_job([mpiexec, "-n", "2", sys.executable, "-c", script], cwd=tmp_path)
+    proc = run_job([mpiexec, "-n", "2", sys.executable, "-c", script], timeout=90, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     got = np.load(tmp_path / "flat.npy")
 
@@ -197,7 +176,7 @@ def test_two_ranks_follow_table_1(tmp_path):
 
 def test_dbn_command_scaling_study(tmp_path):
     """`pgdbench dbn --scaling 1,2` at CI size: one job per rank count, a table, an exponent, records of both."""
-    needs_mpi()
+    mpiexec_or_skip()
     out = tmp_path / "dbn.jsonl"
     proc = run_job([sys.executable, "-m", "pgdbench.cli", "dbn", "--scaling", "1,2", "--dataset", "mnist-sample",
                     "--hidden", "32,32,64", "--epochs", "2", "--examples", "1000", "--finetune-epochs", "2",
@@ -217,7 +196,7 @@ def test_dbn_command_scaling_study(tmp_path):
 
 def test_dbn_rejects_more_ranks_than_examples(tmp_path):
     """Bad input is refused on the master with one line, and the whole job ends."""
-    mpiexec = needs_mpi()
+    mpiexec = mpiexec_or_skip()
     proc = run_job([mpiexec, "-n", "2", sys.executable, "-m", "pgdbench.cli", "dbn", "--dataset", "mnist-sample",
                     "--examples", "1", "--hidden", "4", "--epochs", "1", "--finetune-epochs", "0",
                     "--results", str(tmp_path / "x.jsonl")], timeout=60, cwd=tmp_path)

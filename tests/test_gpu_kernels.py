@@ -21,12 +21,12 @@ import sys
 import numpy as np
 import pytest
 
+from implementations import tiled_runner
+from implementations.tiled_runner import kernel_source, launches_per_step
 from pgdbench import reference
 from pgdbench.errors import UsageError
 from pgdbench.model import NetSpec, epoch_order, glorot_uniform
 from pgdbench.testing import FLOAT32_TOLERANCE
-from implementations import tiled_runner
-from implementations.tiled_runner import kernel_source, launches_per_step
 
 ARCHS = ["sm_75", "sm_80", "sm_90"]
 

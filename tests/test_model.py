@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from pgdbench.errors import UsageError
-from pgdbench.model import NetSpec, Parameters, batch_bounds, epoch_order, glorot_uniform, resolve_net
+from pgdbench.model import (
+    NetSpec,
+    Parameters,
+    batch_bounds,
+    epoch_order,
+    glorot_uniform,
+    resolve_net,
+)
 
 
 def test_presets_on_mnist_are_the_papers_nets():

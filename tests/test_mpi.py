@@ -14,31 +14,16 @@ import pytest
 from pgdbench import reference
 from pgdbench.model import NetSpec, Parameters, epoch_order, glorot_uniform
 from pgdbench.protocol import module_missing
+from tests.mpi_jobs import mpiexec_or_skip as mpiexec
+from tests.mpi_jobs import run_job
 
 pytestmark = pytest.mark.skipif(module_missing("mpi4py") is not None, reason="mpi4py not installed (pip install .[mpi])")
 
 TINY = ["--layers", "784,16,10", "--dataset", "mnist-sample", "--dtype", "float64", "--quiet", "--lr", "0.5"]
 
 
-def mpiexec():
-    from pgdbench.mpi import mpiexec as find
-    try:
-        return find()
-    except Exception as exc:
-        pytest.skip(f"no mpiexec: {exc}")
 
 
-def run_job(cmd, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
-    """Run an MPI job in its own process group, so that a hung job is killed whole (no stray ranks)."""
-    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                           **kw)
-    try:
-        out, err = job.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, job.returncode, out, err)
 
 
 def launch(ranks: int, *argv: str, timeout: float = 60, **kw):

@@ -8,7 +8,13 @@ import subprocess
 import sys
 import time
 
-from pgdbench.results import ResultsWriter, append_record, atomic_write_bytes, read_records, run_status
+from pgdbench.results import (
+    ResultsWriter,
+    append_record,
+    atomic_write_bytes,
+    read_records,
+    run_status,
+)
 
 
 def test_append_and_read(tmp_path):
