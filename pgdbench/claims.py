@@ -39,15 +39,19 @@ def _is_serial(r):
     return r["threads"] == 1 and r.get("parallelism") in ("none", "matrix") and r.get("device", "cpu") == "cpu"
 
 
-def claim_serial_flat(rows):
-    s = _series(rows, _is_serial)
+def _flat_in_batch_size(rows, keep):
+    """Every series picked by ``keep`` has max/min time per epoch over batch sizes ≤ FLAT."""
     parts, flags = [], []
-    for k, pts in s.items():
+    for k, pts in _series(rows, keep).items():
         tpe = [r["seconds_per_epoch"] for r in pts]
         ratio = max(tpe) / min(tpe)
         flags.append(ratio <= FLAT)
         parts.append(f"{_name(k)}: max/min {ratio:.2f}")
     return "; ".join(parts) or "-", _verdict(flags)
+
+
+def claim_serial_flat(rows):
+    return _flat_in_batch_size(rows, _is_serial)
 
 
 def claim_examples_parallel_faster_with_batch(rows):
@@ -63,14 +67,7 @@ def claim_examples_parallel_faster_with_batch(rows):
 
 
 def claim_blas_parallel_flat(rows):
-    s = _series(rows, lambda r: r["threads"] > 1 and r.get("parallelism") == "matrix")
-    parts, flags = [], []
-    for k, pts in s.items():
-        tpe = [r["seconds_per_epoch"] for r in pts]
-        ratio = max(tpe) / min(tpe)
-        flags.append(ratio <= FLAT)
-        parts.append(f"{_name(k)}: max/min {ratio:.2f}")
-    return "; ".join(parts) or "-", _verdict(flags)
+    return _flat_in_batch_size(rows, lambda r: r["threads"] > 1 and r.get("parallelism") == "matrix")
 
 
 def claim_multicore_speedup(rows):
