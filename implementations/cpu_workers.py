@@ -19,7 +19,8 @@ import threading
 from typing import Callable
 
 import numpy as np
-from scipy.special import expit
+
+from pgdbench.model import sigmoid_
 
 
 def split(n: int, parts: int) -> list[tuple[int, int]]:
@@ -133,8 +134,7 @@ class GradientWorker:
         for W_l, b_l, buf in zip(W, b, self._act):
             z = buf[:n]
             np.matmul(acts[-1], W_l, out=z)
-            z += b_l
-            expit(z, out=z)
+            sigmoid_(z, b_l)
             acts.append(z)
         return acts
 
@@ -145,11 +145,14 @@ class GradientWorker:
         d *= a
         d *= one_minus_a
 
-    def deltas(self, W, acts, y) -> list[np.ndarray]:
+    def deltas(self, W, acts, y, scale=1.0) -> list[np.ndarray]:
+        """``scale`` · δ_l of every layer: scaling the output δ (rows × n_out) scales all of them."""
         n = len(y)
         out = [None] * len(W)
         d = self._delta[-1][:n]
         np.subtract(acts[-1], y, out=d)
+        if scale != 1:
+            d *= scale
         self._times_sigmoid_prime(d, acts[-1])
         out[-1] = d
         for layer in range(len(W) - 1, 0, -1):
@@ -161,19 +164,18 @@ class GradientWorker:
 
     def gradient(self, W, b, X, Y, idx, scale: float) -> None:
         """gW, gb ← scale · Σ_{i ∈ idx} ∂(½‖y_i − a_L(x_i)‖²)/∂θ at parameters (W, b)."""
-        acts, deltas = self.backprop(W, b, X, Y, idx)
+        acts, deltas = self.backprop(W, b, X, Y, idx, scale)  # scaled δ, not the larger gradient
         for layer, d in enumerate(deltas):
-            d *= scale                                       # on δ (rows × n), not on the larger gradient
             np.matmul(acts[layer].T, d, out=self.gW[layer])
             np.add.reduce(d, axis=0, out=self.gb[layer])
 
-    def backprop(self, W, b, X, Y, idx):
+    def backprop(self, W, b, X, Y, idx, scale=1.0):
         n = len(idx)
         x, y = self._x[:n], self._y[:n]
         np.take(X, idx, axis=0, out=x)
         np.take(Y, idx, axis=0, out=y)
         acts = self.forward(W, b, x)
-        return acts, self.deltas(W, acts, y)
+        return acts, self.deltas(W, acts, y, scale)
 
 
 def loss_and_gradients(worker: GradientWorker, W, b, X, Y):
@@ -185,8 +187,8 @@ def loss_and_gradients(worker: GradientWorker, W, b, X, Y):
     acts = worker.forward(W, b, np.asarray(X, worker.dtype))
     y = np.asarray(Y, worker.dtype)
     loss = float(0.5 * np.sum((acts[-1].astype(np.float64) - y) ** 2) / n)
-    deltas = worker.deltas(W, acts, y)
-    return loss, Parameters([acts[k].T @ d / n for k, d in enumerate(deltas)], [d.sum(axis=0) / n for d in deltas])
+    deltas = worker.deltas(W, acts, y, 1 / n)
+    return loss, Parameters([acts[k].T @ d for k, d in enumerate(deltas)], [d.sum(axis=0) for d in deltas])
 
 
 def predict(worker: GradientWorker, W, b, X, chunk: int = 1024) -> np.ndarray:

@@ -145,10 +145,8 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
             np.take(self.X, idx, axis=0, out=x)
             np.take(self.Y, idx, axis=0, out=y)
             acts = self._forward(x)
-            deltas = self._deltas(acts, y)
-            scale = learning_rate / batch       # B is the whole minibatch, not this rank's slice
+            deltas = self._deltas(acts, y, learning_rate / batch)   # B: the whole minibatch, not this slice
             for layer, d in enumerate(deltas):
-                d *= scale
                 np.matmul(acts[layer].T, d, out=self._weight_grad[layer])
                 np.add.reduce(d, axis=0, out=self._bias_grad[layer])
         else:                                   # fewer examples than ranks: contribute nothing

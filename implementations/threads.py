@@ -31,7 +31,7 @@ What the GIL does to it
 -----------------------
 Only one thread at a time can run Python bytecode. NumPy releases the GIL
 inside BLAS calls and inside the loops of most ufuncs (matmul, take,
-expit, the in-place arithmetic), which is where nearly all the time of a step
+exp, the in-place arithmetic), which is where nearly all the time of a step
 goes, so the workers' GEMMs really do run at the same time on different cores.
 The Python *glue* between those calls -- method calls, slicing, creating views,
 the barrier's condition variables -- needs the GIL and is serialised across

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy.special import expit
 
 from pgdbench.errors import UsageError
+from pgdbench.model import sigmoid_
 from pgdbench.mpi import flat_views
 
 
@@ -86,14 +86,13 @@ class RBM:
         for s in range(0, len(V), chunk):
             h = out[s:s + chunk]
             np.matmul(V[s:s + chunk], self.W, out=h)
-            h += self.c
-            expit(h, out=h)
+            sigmoid_(h, self.c)
         return out
 
     def reconstruction_error(self, V: np.ndarray) -> float:
         """Mean squared error per unit of the deterministic reconstruction σ(σ(VW+c)Wᵀ+b) (for reports)."""
         H = self.hidden_probabilities(V)
-        R = expit(H @ self.W.T + self.b)
+        R = sigmoid_(H @ self.W.T, self.b)
         return float(np.mean((R.astype(np.float64) - V) ** 2))
 
 
@@ -128,19 +127,16 @@ class CD1:
         s = self.S[:m]
         vp[...] = v0
         np.matmul(vp, r.W, out=hp)                # positive phase
-        hp += r.c
-        expit(hp, out=hp)
+        sigmoid_(hp, r.c)
         if uniforms is None:
             self.rng.random(out=s, dtype=s.dtype)
         else:
             s[...] = uniforms
         np.less(s, hp, out=s)                     # binary hidden states (bool → 0/1 in place)
         np.matmul(s, r.W.T, out=vn)               # negative phase: probabilities of the visible units
-        vn += r.b
-        expit(vn, out=vn)
+        sigmoid_(vn, r.b)
         np.matmul(vn, r.W, out=hn)
-        hn += r.c
-        expit(hn, out=hn)
+        sigmoid_(hn, r.c)
         scale = lr / m
         np.add.reduce(vp, axis=0, out=self.db)   # Σv⁺ − Σv⁻, before v⁻ is overwritten below
         np.add.reduce(vn, axis=0, out=self.db_neg)

@@ -146,6 +146,26 @@ class Parameters:
             return cls([f[f"W{k}"] for k in range(1, n + 1)], [f[f"b{k}"] for k in range(1, n + 1)])
 
 
+def sigmoid_(z: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """z ← σ(z + bias) in place, as 1 / (1 + exp(−(z + bias))); returns z.
+
+    Written as five passes of NumPy ufuncs rather than ``scipy.special.expit``
+    because NumPy's ``exp`` is SIMD-vectorised and expit is not: on 512×1024
+    float32 this takes about 1.5 ms against expit's 4 ms, and in a Net-2h step
+    at batch 512 the sigmoid was a sixth of the time. Where z + bias < −88
+    (float32) exp overflows to inf and 1 / (1 + inf) = 0 is the correct limit,
+    so that overflow (and the underflow at the other end) is not reported.
+    """
+    if bias is not None:
+        z += bias
+    np.negative(z, out=z)
+    with np.errstate(over="ignore", under="ignore"):
+        np.exp(z, out=z)
+    z += 1
+    np.reciprocal(z, out=z)
+    return z
+
+
 def glorot_uniform(spec: NetSpec, seed: int = 0, dtype=np.float32) -> Parameters:
     """Glorot-uniform weights U(±sqrt(6/(n_in+n_out))) and zero biases.
 

@@ -11,6 +11,7 @@ from pgdbench.model import (
     epoch_order,
     glorot_uniform,
     resolve_net,
+    sigmoid_,
 )
 
 
@@ -61,3 +62,17 @@ def test_parameters_save_load_roundtrip(tmp_path):
     p.save(tmp_path / "p.npz")
     assert Parameters.load(tmp_path / "p.npz").max_abs_diff(p) == 0
     assert [f.name for f in tmp_path.iterdir()] == ["p.npz"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-15), (np.float32, 5e-7)])
+def test_sigmoid_in_place_matches_the_float64_formula_and_saturates_quietly(dtype, rtol):
+    z = np.linspace(-30, 30, 600).astype(dtype).reshape(3, -1)
+    bias = np.linspace(-1, 1, z.shape[1]).astype(dtype)
+    want = 1 / (1 + np.exp(-(z + bias).astype(np.float64)))     # the same rounded argument
+    out = sigmoid_(z, bias)
+    assert out is z and z.dtype == dtype
+    np.testing.assert_allclose(z, want, rtol=rtol, atol=0)
+    with np.errstate(all="raise"):          # exp's overflow at the far left is not reported
+        extreme = sigmoid_(np.array([-1e4, -100.0, 0.0, 100.0, 1e4], dtype))
+    np.testing.assert_array_equal(extreme[[0, 2, 4]], [0.0, 0.5, 1.0])
+    assert 0 <= extreme[1] < 1e-40 and extreme[3] == 1.0
