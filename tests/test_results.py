@@ -8,10 +8,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from pgdbench.results import (
+    NullWriter,
     ResultsWriter,
     append_record,
     atomic_write_bytes,
+    optional_writer,
     read_records,
     run_status,
 )
@@ -98,3 +102,107 @@ def test_bench_killed_leaves_whole_records(tmp_path):
     assert warnings == [] and records[0]["kind"] == "run_start"
     assert run_status(records) == {records[0]["run_id"]: "incomplete"}
     assert all(json.dumps(r) for r in records)
+
+
+def _run(path):
+    records, warnings = read_records(path)
+    assert warnings == []  # every line whole
+    return records
+
+
+def test_with_block_ends_complete(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with ResultsWriter(path, "bench", {}, {}) as writer:
+        writer.write({"kind": "bench", "x": 1})
+    records = _run(path)
+    assert [r["kind"] for r in records] == ["run_start", "bench", "run_end"]
+    assert records[-1] == {"kind": "run_end", "run_id": writer.run_id, "status": "complete", "records": 1}
+    assert run_status(records) == {writer.run_id: "complete"}
+
+
+def test_with_block_interrupted_reraises_and_ends_interrupted(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        with ResultsWriter(path, "bench", {}, {}) as writer:
+            writer.write({"kind": "bench"})
+            raise KeyboardInterrupt
+    records = _run(path)
+    assert records[-1] == {"kind": "run_end", "run_id": writer.run_id, "status": "interrupted", "records": 1}
+
+
+def test_with_block_failed_reraises_and_records_the_error(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with pytest.raises(ZeroDivisionError, match="no grid points"):
+        with ResultsWriter(path, "bench", {}, {}) as writer:
+            writer.write({"kind": "bench"})
+            raise ZeroDivisionError("no grid points")
+    end = _run(path)[-1]
+    assert end["status"] == "failed" and end["records"] == 1
+    assert end["error"] == {"type": "ZeroDivisionError", "message": "no grid points"}
+    assert run_status(_run(path)) == {writer.run_id: "failed"}
+
+
+def test_sigterm_inside_the_block_is_an_interrupt_and_the_handler_is_restored(tmp_path):
+    path = tmp_path / "r.jsonl"
+    received = []
+
+    def sentinel(signum, frame):  # stands in for whatever handled SIGTERM before the block
+        received.append(signum)
+
+    original = signal.signal(signal.SIGTERM, sentinel)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            with ResultsWriter(path, "bench", {}, {}):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(2)  # the handler raises long before this ends
+        assert received == [] and _run(path)[-1]["status"] == "interrupted"
+        assert signal.getsignal(signal.SIGTERM) is sentinel
+    finally:
+        signal.signal(signal.SIGTERM, original)
+
+
+def test_a_record_that_cannot_be_written_leaves_no_partial_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with pytest.raises(TypeError, match="keys must be"):  # json refuses it before a byte is written
+        with ResultsWriter(path, "bench", {}, {}) as writer:
+            writer.write({"kind": "bench", "n": 1})
+            writer.write({"kind": "bench", "per_point": {(64, 1): 0.5}})
+    records = _run(path)
+    assert [r["kind"] for r in records] == ["run_start", "bench", "run_end"]
+    assert records[-1]["status"] == "failed" and records[-1]["records"] == 1
+    assert records[-1]["error"]["type"] == "TypeError"
+    assert path.read_bytes().endswith(b"}\n")
+
+
+def test_run_end_is_written_once_and_closes_the_run(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with ResultsWriter(path, "bench", {}, {}) as writer:
+        writer.close("interrupted")
+    assert [r["kind"] for r in _run(path)] == ["run_start", "run_end"]
+    assert _run(path)[-1]["status"] == "interrupted"
+    with pytest.raises(ValueError, match="already ended"):
+        writer.write({"kind": "bench"})
+
+
+def test_a_failing_run_end_does_not_hide_the_blocks_exception(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        with ResultsWriter(path, "bench", {}, {}):
+            path.unlink()
+            path.mkdir()  # appending the run_end now fails with IsADirectoryError
+            raise KeyboardInterrupt
+
+
+def test_optional_writer_without_a_path_writes_nothing(tmp_path):
+    with optional_writer(None, "train", {}) as writer:
+        writer.write({"kind": "epoch"})
+    assert isinstance(writer, NullWriter) and list(tmp_path.iterdir()) == []
+    with pytest.raises(KeyboardInterrupt):  # and lets exceptions through too
+        with optional_writer("", "train", {}):
+            raise KeyboardInterrupt
+    path = tmp_path / "r.jsonl"
+    with optional_writer(path, "train", {"epochs": 1}) as writer:
+        writer.write({"kind": "epoch"})
+    records = _run(path)
+    assert records[0]["config"] == {"epochs": 1} and records[0]["machine"]["cpu_model"]
+    assert records[-1]["status"] == "complete"

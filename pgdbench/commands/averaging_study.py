@@ -78,10 +78,8 @@ def run(args):
           f"{args.epochs} epoch(s), combine every {args.sync_every or 'epoch'}"
           f"{' minibatches' if args.sync_every else ''}, seeds {args.seeds}, {cpus} usable CPUs", flush=True)
     config = {k: v for k, v in vars(args).items() if k not in ("run", "seed")}
-    writer = ResultsWriter(args.results, "averaging-study", machine_info(), config)
     runs: dict[tuple, list[dict]] = {}
-    status = "failed"
-    try:
+    with ResultsWriter(args.results, "averaging-study", machine_info(), config) as writer:
         for n in replicas:
             for combine in (["average"] if n == 1 else combines):  # one replica: both rules are the identity
                 for seed in args.seeds:
@@ -108,12 +106,6 @@ def run(args):
                     print(f"replicas {n:3d}  {rec['combine']:16s} seed {seed}: " + (
                         f"val acc {rec['val_accuracy']:.2%}, {rec['seconds_per_epoch']:.3f} s/epoch"
                         if rec["status"] == "ok" else rec["status"]), flush=True)
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        writer.close(status)
     rows = summarise(runs, combines)
     print(table(rows, [("combine", "combine"), ("replicas", "replicas"), ("examples", "examples/replica"),
                        ("val", "val acc"), ("test", "test acc"), ("tpe", "s/epoch"), ("speedup", "vs 1 replica"),

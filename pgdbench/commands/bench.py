@@ -17,8 +17,7 @@ from __future__ import annotations
 import sys
 
 from pgdbench.commands.common import (add_data_arguments, add_option_argument, grid_progress, int_list, load_data,
-                                      parse_options, positive_float, positive_int, sigterm_as_interrupt, table,
-                                      tqdm_progress)
+                                      parse_options, positive_float, positive_int, table, tqdm_progress)
 from pgdbench.grid import BATCH_SIZES, NETS
 
 HELP = "time a grid of backends × nets × batch sizes × threads"
@@ -65,12 +64,12 @@ def run(args):
         configs += [c for c in expand(backends, args.net or list(NETS), args.batch_size or list(BATCH_SIZES),
                                       threads, args.dtype or ["float32"], opts) if c not in configs]
     print(f"{len(configs)} configurations on {dataset.summary()}; appending to {args.results}", flush=True)
-    writer = ResultsWriter(args.results, "bench", machine_info(), {k: v for k, v in vars(args).items() if k != "run"})
-    records, status = [], "failed"
+    records = []
     show = not args.quiet and sys.stderr.isatty()
     overall = grid_progress(show, len(configs))
     try:
-        with sigterm_as_interrupt():
+        with ResultsWriter(args.results, "bench", machine_info(),
+                           {k: v for k, v in vars(args).items() if k != "run"}) as writer:
             for k, config in enumerate(configs, 1):
                 rec = measure(config, dataset, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
                               max_examples=args.max_examples, progress_factory=tqdm_progress(show, config.backend))
@@ -82,13 +81,8 @@ def run(args):
                         f"{rec['gflops']:.1f} GFLOP/s" if rec["status"] == "ok" else f"{rec['status']}: {rec['reason']}")
                 overall.write(f"[{k}/{len(configs)}] {config.label()}: {line}")
                 overall.update(1)
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
+    finally:  # an interrupted grid still shows what it measured
         overall.close()
-        writer.close(status)
         if records:
             print_table(add_speedups(records))
             print_best_options(records)

@@ -131,31 +131,6 @@ def grid_progress(enabled: bool, total: int):
     return _Bar(total) if enabled else _Lines()
 
 
-class sigterm_as_interrupt:
-    """Treat SIGTERM like Ctrl-C inside the block, so a terminated run still closes its results file as
-    interrupted (SIGKILL cannot be caught: such a run simply has no run_end and reads as incomplete)."""
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._handler)
-        return self
-
-    @staticmethod
-    def _handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-        return False
-
-
 def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     """A plain fixed-width table; columns are (key, heading)."""
     cells = [[h for _, h in columns]] + [[fmt(r.get(k)) for k, _ in columns] for r in rows]

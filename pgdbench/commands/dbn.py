@@ -77,9 +77,8 @@ def run_one(args):
     import numpy as np
     from pgdbench import dbn, mpi
     from pgdbench.commands.common import load_data
-    from pgdbench.machine import machine_info
     from pgdbench.protocol import check_threads, usable_cpus
-    from pgdbench.results import ResultsWriter
+    from pgdbench.results import optional_writer
 
     check_threads(args.threads, True, "dbn")
     dtype = np.dtype(args.dtype)
@@ -100,24 +99,20 @@ def run_one(args):
               flush=True)
     on_host = mpi.local_size(comm) if size > 1 else 1
     oversubscribed = on_host * args.threads > usable_cpus()
-    writer = ResultsWriter(args.results, "dbn", machine_info(), config_of(args)) if root and args.results else None
-    status = "failed"
     log = (lambda line: print(line, flush=True)) if root and not args.quiet else None
-    try:
+    with optional_writer(args.results if root else None, "dbn", config_of(args)) as writer:  # rank 0 writes
         rbms, layers = dbn.pretrain(comm, dataset.X_train if root else None, args.hidden, epochs=args.epochs,
                                     batch_size=args.batch_size, lr=args.lr,
                                     tau=args.tau if args.stop == "convergence" else None, seed=args.seed,
                                     dtype=dtype, threads=args.threads, log=log)
         if not root:
-            status = "complete"
             return 0
         rbm_seconds = sum(r.seconds for r in layers)
         for r in layers:
             rec = {"kind": "dbn_layer", "ranks": size, "layer": r.layer, "n_visible": r.n_visible,
                    "n_hidden": r.n_hidden, "epochs": r.epochs, "seconds": r.seconds, "stopped_by": r.stopped_by,
                    "reconstruction_error": r.reconstruction_error, "reconstruction_errors": r.reconstruction_errors}
-            if writer:
-                writer.write(rec)
+            writer.write(rec)
         print(table([{**r.__dict__, "re": r.reconstruction_error} for r in layers],
                     [("layer", "layer"), ("n_visible", "visible"), ("n_hidden", "hidden"), ("epochs", "epochs"),
                      ("stopped_by", "stopped by"), ("re", "reconstruction error"), ("seconds", "seconds")]))
@@ -139,21 +134,13 @@ def run_one(args):
                   f"test {ft.test_error:.2%}", flush=True)
             summary.update(finetune_epochs=ft.epochs, finetune_seconds=ft.seconds, rms_errors=ft.rms_errors,
                            finetune_stopped_by=ft.stopped_by, val_error=ft.val_error, test_error=ft.test_error)
-        if writer:
-            writer.write(summary)
+        writer.write(summary)
         if args.save:
             if params is None:
                 from pgdbench.model import Parameters
                 params = Parameters([r.W for r in rbms], [r.c for r in rbms])
             params.save(args.save)
             print(f"parameters saved to {args.save}")
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        if writer:
-            writer.close(status)
     return 0
 
 
@@ -187,9 +174,8 @@ def run_scaling(args):
     ranks = sorted(set(args.scaling))
     print(f"DBN scaling study over ranks {','.join(map(str, ranks))} ({args.repeats} run(s) each) with {launcher}; "
           f"appending to {args.results}", flush=True)
-    writer = ResultsWriter(args.results, "dbn-scaling", machine_info(), config_of(args))
-    runs, status = [], "failed"
-    try:
+    runs = []
+    with ResultsWriter(args.results, "dbn-scaling", machine_info(), config_of(args)) as writer:
         for k in ranks:
             for rep in range(args.repeats):
                 with tempfile.TemporaryDirectory(prefix="pgdbench-dbn-") as tmp:
@@ -232,12 +218,6 @@ def run_scaling(args):
                       "test_error": [r.get("test_error") for r in rows],
                       "oversubscribed": [r["oversubscribed"] for r in rows],
                       "exponent": exponent, "exponent_all": exponent_all, "seed004_exponent": -0.86})
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        writer.close(status)
     return 0
 
 

@@ -111,7 +111,7 @@ def run_parent(args):
     from pgdbench import mpi, registry
     from pgdbench.errors import UsageError
     from pgdbench.machine import machine_info
-    from pgdbench.results import ResultsWriter, read_records
+    from pgdbench.results import ResultsWriter
 
     configs = grid(args)
     for c in configs:
@@ -121,45 +121,47 @@ def run_parent(args):
     launcher = mpi.mpiexec()
     print(f"{len(configs)} configurations × ranks {','.join(map(str, args.ranks))} with {launcher}; "
           f"appending to {args.results}", flush=True)
-    writer = ResultsWriter(args.results, "mpi-bench", machine_info(),
-                           {k: v for k, v in vars(args).items() if k not in ("run", "worker")})
-    records, status = [], "failed"
+    records = []
     try:
-        for k in sorted(set(args.ranks)):  # 1 rank first: it is the baseline of the efficiencies
-            with tempfile.TemporaryDirectory(prefix="pgdbench-mpi-") as tmp:
-                out = os.path.join(tmp, "records.jsonl")
-                cmd = mpi.launch_command(k, worker_argv(args, out), args.hostfile)
-                if not args.quiet:
-                    print("$ " + " ".join(cmd), flush=True)
-                try:
-                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-                    failure = (f"exit status {proc.returncode}: {last_lines(proc.stderr)}"
-                               if proc.returncode != 0 else "")
-                except subprocess.TimeoutExpired:
-                    failure = f"timed out after {args.timeout:g} s"
-                got = read_records(out)[0] if os.path.exists(out) else []
-            for rec in got:
-                rec["ranks"] = k
-            add_rank_speedups(records + got)  # fills speedup_vs_1rank / parallel_efficiency before writing
-            for rec in got:
-                writer.write(rec)
-                records.append(rec)
-                print(f"[ranks={k}] {describe(rec)}", flush=True)
-            if failure:
-                rec = {"kind": "bench", "status": "error", "ranks": k, "reason": failure}
-                writer.write(rec)
-                print(f"[ranks={k}] MPI job failed: {failure}", file=sys.stderr, flush=True)
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        writer.close(status)
+        with ResultsWriter(args.results, "mpi-bench", machine_info(),
+                           {k: v for k, v in vars(args).items() if k not in ("run", "worker")}) as writer:
+            for k in sorted(set(args.ranks)):  # 1 rank first: it is the baseline of the efficiencies
+                got, failure = run_job(args, k)
+                add_rank_speedups(records + got)  # fills speedup_vs_1rank / parallel_efficiency before writing
+                for rec in got:
+                    writer.write(rec)
+                    records.append(rec)
+                    print(f"[ranks={k}] {describe(rec)}", flush=True)
+                if failure:
+                    writer.write({"kind": "bench", "status": "error", "ranks": k, "reason": failure})
+                    print(f"[ranks={k}] MPI job failed: {failure}", file=sys.stderr, flush=True)
+    finally:  # an interrupted run still shows what it measured
         if records:
             print(table(add_rank_speedups(records), COLUMNS))
             if any(r.get("oversubscribed") for r in records):
                 print("oversubscribed: more ranks × threads than CPUs on a host; those times measure contention")
     return 0
+
+
+def run_job(args, ranks: int) -> tuple[list[dict], str]:
+    """One MPI job of ``ranks`` ranks: the records it measured, and why it failed ('' if it did not)."""
+    from pgdbench import mpi
+    from pgdbench.results import read_records
+
+    with tempfile.TemporaryDirectory(prefix="pgdbench-mpi-") as tmp:
+        out = os.path.join(tmp, "records.jsonl")
+        cmd = mpi.launch_command(ranks, worker_argv(args, out), args.hostfile)
+        if not args.quiet:
+            print("$ " + " ".join(cmd), flush=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            failure = f"exit status {proc.returncode}: {last_lines(proc.stderr)}" if proc.returncode != 0 else ""
+        except subprocess.TimeoutExpired:
+            failure = f"timed out after {args.timeout:g} s"
+        got = read_records(out)[0] if os.path.exists(out) else []
+    for rec in got:
+        rec["ranks"] = ranks
+    return got, failure
 
 
 def last_lines(text: str, n: int = 3) -> str:

@@ -30,44 +30,30 @@ def add_arguments(p):
 
 
 def run(args):
-    from pgdbench.machine import machine_info
     from pgdbench.model import DTYPES
     from pgdbench.mpi import is_root
-    from pgdbench.results import ResultsWriter
+    from pgdbench.results import optional_writer
     from pgdbench.training import fit
 
     cls, options, dataset, spec = prepare_run(args)
     print(f"{dataset.summary()}\nbackend {cls.name} ({cls.parallelism.value}), net {spec.name} "
           f"({spec.n_parameters:,} parameters, {spec.flops_per_example() / 1e6:.2f} MFLOP per example), "
           f"batch {args.batch_size}, lr {args.lr}, threads {args.threads}, {args.dtype}")
-    writer = None
     root = is_root()  # under mpiexec only rank 0 writes files (the other ranks' stdout is silenced by the CLI)
-    if args.results and root:
-        writer = ResultsWriter(args.results, "train", machine_info(), vars_for_record(args))
+    with optional_writer(args.results if root else None, "train", vars_for_record(args)) as writer:
 
-    def on_epoch(rec):
-        label = " (projected)" if rec.projected else ""
-        print(f"epoch {rec.epoch:3d}  val loss {rec.val_loss:.4f}  val acc {rec.val_accuracy:6.2%}  "
-              f"time/epoch {rec.seconds:8.3f} s{label}  {rec.gflops:7.1f} GFLOP/s", flush=True)
-        if writer:
+        def on_epoch(rec):
+            label = " (projected)" if rec.projected else ""
+            print(f"epoch {rec.epoch:3d}  val loss {rec.val_loss:.4f}  val acc {rec.val_accuracy:6.2%}  "
+                  f"time/epoch {rec.seconds:8.3f} s{label}  {rec.gflops:7.1f} GFLOP/s", flush=True)
             writer.write({"kind": "epoch", "backend": cls.name, "net": spec.name, **rec.__dict__})
 
-    status = "failed"
-    try:
         result = fit(cls, spec, dataset, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                      threads=args.threads, dtype=DTYPES[args.dtype], seed=args.seed, shuffle=not args.no_shuffle,
                      options=options, max_examples=args.max_examples, on_epoch=on_epoch,
                      progress_factory=tqdm_progress(not args.quiet and sys.stderr.isatty(), cls.name))
-        if writer:
-            writer.write({"kind": "train", "backend": cls.name, "net": spec.name,
-                          "test_accuracy": result.test_accuracy, "transfer_seconds": result.transfer_seconds})
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        if writer:
-            writer.close(status)
+        writer.write({"kind": "train", "backend": cls.name, "net": spec.name,
+                      "test_accuracy": result.test_accuracy, "transfer_seconds": result.transfer_seconds})
     print(f"transfer {result.transfer_seconds:.3f} s; test accuracy {result.test_accuracy:.2%}")
     if args.save and root:
         result.params.save(args.save)

@@ -20,7 +20,7 @@ import statistics
 import sys
 
 from pgdbench.commands.common import (add_data_arguments, add_option_argument, parse_options, positive_float,
-                                      positive_int, sigterm_as_interrupt, table, tqdm_progress)
+                                      positive_int, table, tqdm_progress)
 
 HELP = "wall time to reach a target accuracy (median and spread over seeds)"
 
@@ -84,10 +84,10 @@ def run(args):
     print(f"time to {args.target:.2%} {args.on} accuracy: {', '.join(backends)} on {dataset.summary()}, "
           f"net {spec.name}, batch {args.batch_size}, lr {args.lr}, threads {args.threads}, seeds {args.seeds}, "
           f"at most {args.max_epochs} epochs; appending to {args.results}", flush=True)
-    writer = ResultsWriter(args.results, "tta", machine_info(), {k: v for k, v in vars(args).items() if k != "run"})
-    status, summaries = "failed", []
+    summaries = []
     try:
-        with sigterm_as_interrupt():
+        with ResultsWriter(args.results, "tta", machine_info(),
+                           {k: v for k, v in vars(args).items() if k != "run"}) as writer:
             for cls in classes:
                 runs = []
                 for seed in args.seeds:
@@ -100,12 +100,7 @@ def run(args):
                 summary = summarize(runs)
                 writer.write(summary)
                 summaries.append(summary)
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        writer.close(status)
+    finally:  # an interrupted run still shows the backends it finished
         if summaries:
             print(table(summaries, [("backend", "backend"), ("reached", "reached"), ("median_seconds", "median s"),
                                     ("min_seconds", "min s"), ("max_seconds", "max s"),

@@ -26,16 +26,14 @@ def add_arguments(p):
 
 def run(args):
     from pgdbench.errors import DivergedError
-    from pgdbench.machine import machine_info
     from pgdbench.model import DTYPES
-    from pgdbench.results import ResultsWriter
+    from pgdbench.results import optional_writer
     from pgdbench.training import fit
 
     cls, options, dataset, spec = prepare_run(args)
     print(f"tuning {cls.name} on {dataset.summary()}, net {spec.name}, batch {args.batch_size}, {args.epochs} epochs")
-    writer = ResultsWriter(args.results, "tune", machine_info(), {}) if args.results else None
-    rows, status = [], "failed"
-    try:
+    rows = []
+    with optional_writer(args.results, "tune", {}) as writer:
         for lr in args.grid:
             try:
                 result = fit(cls, spec, dataset, epochs=args.epochs, batch_size=args.batch_size, learning_rate=lr,
@@ -48,13 +46,8 @@ def run(args):
             rows.append(row)
             print(f"lr {lr:<8g} {row['status']:8s} val acc "
                   f"{'-' if row['val_accuracy'] is None else format(row['val_accuracy'], '.2%')}", flush=True)
-            if writer:
-                writer.write({"kind": "tune", "backend": cls.name, "net": spec.name, "batch_size": args.batch_size,
-                              "epochs": args.epochs, **row})
-        status = "complete"
-    finally:
-        if writer:
-            writer.close(status)
+            writer.write({"kind": "tune", "backend": cls.name, "net": spec.name, "batch_size": args.batch_size,
+                          "epochs": args.epochs, **row})
     good = [r for r in rows if r["status"] == "ok"]
     if not good:
         print("every rate diverged")
