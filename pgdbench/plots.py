@@ -2,7 +2,9 @@
 
 Every figure has labelled axes with units, a legend, and a caption naming the
 machine and the date; bars of projected figures (timed on part of an epoch
-and extrapolated) are hatched, and the caption says so.
+and extrapolated) are hatched, and the caption says so. In the scaling
+studies' figures, points measured with more replicas or ranks than CPUs
+(oversubscribed) have hollow markers or dashed lines.
 """
 from __future__ import annotations
 
@@ -212,6 +214,156 @@ def tta_curves(runs, title: str, caption: str, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _rank_axis(ax, counts, label):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(counts))
+    ax.get_xaxis().set_major_formatter(_plain_formatter())
+    ax.get_xaxis().set_minor_formatter(_blank_formatter())
+    ax.set_xlabel(label)
+    ax.grid(alpha=0.3, which="both")
+
+
+def _line(ax, pts, x, y, color, label, linestyle="-", scale=1.0):
+    """One series; points flagged oversubscribed get hollow markers (their times measure contention)."""
+    ax.plot([p[x] for p in pts], [scale * p[y] for p in pts], color=color, linestyle=linestyle, label=label)
+    for p in pts:
+        ax.plot(p[x], scale * p[y], marker="o", markersize=6, color=color,
+                markerfacecolor="white" if p.get("oversubscribed") else color)
+
+
+def _legend_with_hollow(ax):
+    """The axes' legend plus an entry explaining hollow markers (oversubscribed points)."""
+    from matplotlib.lines import Line2D
+    handles, labels = ax.get_legend_handles_labels()
+    hollow = Line2D([], [], marker="o", color="0.3", markerfacecolor="white", linestyle="none")
+    ax.legend(handles + [hollow], labels + ["hollow: oversubscribed (more than the CPUs)"], fontsize=7, loc="best")
+
+
+def replica_study(points, title: str, caption: str, path: Path) -> Path | None:
+    """Seed 003: test accuracy and speedup over one replica against the number of replicas, averaging vs summing."""
+    points = [p for p in points if p.get("test_accuracy") is not None]
+    if not points:
+        return None
+    plt = _plt()
+    names = sorted({p["name"] for p in points})
+    colors = _colors(names)
+    styles = {"average": "-", "sum": "--"}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.8))
+    counts = {p["replicas"] for p in points}
+    for name in names:
+        for rule in sorted({p["combine"] for p in points if p["name"] == name}):
+            pts = sorted((p for p in points if p["name"] == name and p["combine"] == rule), key=lambda p: p["replicas"])
+            label = f"{name}, weights {'averaged' if rule == 'average' else 'summed'}"
+            _line(ax1, pts, "replicas", "test_accuracy", colors[name], label, styles.get(rule, ":"), 100)
+            timed = [p for p in pts if p.get("speedup") is not None]
+            if timed:
+                _line(ax2, timed, "replicas", "speedup", colors[name], label, styles.get(rule, ":"))
+    ideal = sorted(counts)
+    ax2.plot(ideal, ideal, color="0.5", linestyle=":", label="ideal (linear)")
+    ax2.axhline(1.0, color="0.4", linewidth=0.8)
+    _rank_axis(ax1, counts, "replicas n (one thread each; each trains on 1/n of the examples)")
+    _rank_axis(ax2, counts, "replicas n (one thread each)")
+    ax1.set_ylabel("test accuracy (%)")
+    ax2.set_ylabel("speedup of the epoch over one replica (×)")
+    ax1.set_title("accuracy")
+    ax2.set_title("training time")
+    _legend_with_hollow(ax1)
+    ax2.legend(fontsize=7, loc="best")
+    fig.suptitle(title)
+    _caption(fig, caption)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, path)
+
+
+def dbn_scaling(points, title: str, caption: str, path: Path, exponent: float = -0.86) -> Path | None:
+    """Seed 004: RBM training time (log-log, with the paper's power law for reference) and test error against ranks."""
+    if not points:
+        return None
+    plt = _plt()
+    setups = sorted({p["setup"] for p in points})
+    errors = any(p.get("test_error") is not None for p in points)
+    fig, axes = plt.subplots(1, 2 if errors else 1, figsize=(11 if errors else 7.5, 4.8), squeeze=False)
+    ax1 = axes[0][0]
+    names = {p["setup"]: p["name"] + (" (convergence rule)" if p["stop"] == "convergence" else " (fixed epochs)")
+             for p in points}
+    colors = _colors(setups)
+    counts = {p["ranks"] for p in points}
+    for i, setup in enumerate(setups):
+        pts = sorted((p for p in points if p["setup"] == setup), key=lambda p: p["ranks"])
+        _line(ax1, pts, "ranks", "rbm_seconds", colors[setup], names[setup])
+        base = next((p for p in pts if p["ranks"] == 1), None)
+        if base and len(counts) > 1:
+            ks = sorted(counts)
+            ax1.plot(ks, [base["rbm_seconds"] * k ** exponent for k in ks], color=colors[setup], linestyle=":",
+                     linewidth=1, label=f"dotted: seed 004's power law (time ∝ ranks^{exponent:g}) from each "
+                                        "1-rank time" if i == 0 else None)
+        if errors:
+            done = [p for p in pts if p.get("test_error") is not None]
+            if done:
+                _line(axes[0][1], done, "ranks", "test_error", colors[setup], names[setup], scale=100)
+    _rank_axis(ax1, counts, "MPI ranks")
+    ax1.set_yscale("log")
+    ax1.get_yaxis().set_major_formatter(_plain_formatter())
+    seconds = [p["rbm_seconds"] for p in points]
+    ax1.get_yaxis().set_minor_formatter(_plain_formatter() if max(seconds) / min(seconds) < 5 else _blank_formatter())
+    ax1.set_ylabel("RBM pre-training time, all layers (s, log scale)")
+    ax1.set_title("pre-training time")
+    _legend_with_hollow(ax1)
+    if errors:
+        ax2 = axes[0][1]
+        _rank_axis(ax2, counts, "MPI ranks")
+        ax2.set_ylabel("classification error on the test split after fine-tuning (%)")
+        ax2.set_ylim(bottom=0)
+        ax2.set_title("classification error")
+        ax2.legend(fontsize=7, loc="best")
+    fig.suptitle(title)
+    _caption(fig, caption)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, path)
+
+
+def mpi_efficiency(records, title: str, caption: str, path: Path, target: float | None = None) -> Path | None:
+    """Parallel efficiency (speedup over 1 rank ÷ ranks) against batch size, one line per configuration × ranks."""
+    from pgdbench.reporting import mpi_series_label
+
+    records = [r for r in records if r["ranks"] > 1 and r.get("parallel_efficiency") is not None]
+    if not records:
+        return None
+    plt = _plt()
+    by = defaultdict(list)
+    for r in records:
+        by[(mpi_series_label(r), r["ranks"])].append(r)
+    keys = sorted(by)
+    colors = _colors([f"{k}" for k in keys])
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    any_over = False
+    for key in keys:
+        pts = sorted(by[key], key=lambda r: r["batch_size"])
+        over = any(r.get("oversubscribed") for r in pts)
+        any_over |= over
+        projected = any(r.get("projected") for r in pts)
+        ax.plot([r["batch_size"] for r in pts], [100 * r["parallel_efficiency"] for r in pts], marker="o",
+                linestyle="--" if over else "-", color=colors[f"{key}"],
+                label=f"{key[0]}, {key[1]} ranks" + (" (oversubscribed)" if over else "")
+                + (" (projected)" if projected else ""))
+    ax.axhline(100, color="0.5", linestyle=":", label="ideal")
+    if target:
+        ax.axhline(100 * target, color="0.3", linestyle="--", linewidth=0.8, label=f"target {target:.0%}")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({r["batch_size"] for r in records}))
+    ax.get_xaxis().set_major_formatter(_plain_formatter())
+    ax.get_xaxis().set_minor_formatter(_blank_formatter())
+    ax.set_ylim(0, 110)
+    ax.set_xlabel("batch size (examples per minibatch, split over the ranks)")
+    ax.set_ylabel("parallel efficiency: speedup over 1 rank ÷ ranks (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best", title="dashed: oversubscribed" if any_over else None, title_fontsize=7)
+    _caption(fig, caption)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return _save(fig, path)
+
+
 def _tta_label(r) -> str:
     return (f"{r['backend']} {r.get('net', '')} T={r.get('threads', 1)} B={r.get('batch_size')} "
             f"lr={r.get('learning_rate')} ({r.get('dataset', '?')})")
@@ -226,3 +378,8 @@ def _series_order(label: str):
 def _plain_formatter():
     from matplotlib.ticker import FuncFormatter
     return FuncFormatter(lambda v, _: f"{v:.3g}")
+
+
+def _blank_formatter():
+    from matplotlib.ticker import NullFormatter
+    return NullFormatter()

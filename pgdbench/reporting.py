@@ -1,9 +1,17 @@
-"""Reading results for reports: `pgdbench bench`/`tta` JSON lines, pytest-benchmark JSON and asv results JSON.
+"""Reading results for reports: pgdbench JSON lines, pytest-benchmark JSON and asv results JSON.
 
 Every source is turned into the same flat *performance rows* (one per
 backend × net × batch size × threads × dtype × options) and *TTA runs*, plus
 warnings for whatever could not be used (torn lines, runs without a
 ``run_end``, skipped or failed grid points).
+
+The records of the three scaling studies are summarised with their commands'
+own functions, one point per configuration × replica or rank count:
+`averaging-study` (seed 003: accuracy and time against replicas, averaging vs
+summing), `mpi-bench` (MPI backends timed over rank counts: speedup over one
+rank and parallel efficiency) and `dbn` / `dbn --scaling` (seed 004: RBM time
+and classification error against ranks). When several files hold the same
+point, the last one read wins, as for performance rows.
 """
 from __future__ import annotations
 
@@ -27,6 +35,16 @@ class Collection:
     machines: list = field(default_factory=list)    # (cpu model, cpus, date) of every run read
     commits: list = field(default_factory=list)     # git commits the results were measured at
     sources: list = field(default_factory=list)
+    replicas: list = field(default_factory=list)    # averaging-study: one point per study × rule × replica count
+    mpi: list = field(default_factory=list)         # mpi-bench: one point per configuration × rank count
+    dbn: list = field(default_factory=list)         # dbn: one point per DBN setup × rank count (mean over seeds)
+    # the study records as read (after the last-one-wins rule); the points above are made from them
+    averaging_records: list = field(default_factory=list)
+    mpi_records: list = field(default_factory=list)
+    dbn_records: list = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.rows or self.tta or self.replicas or self.mpi or self.dbn)
 
 
 PERF_KEYS = ("backend", "net", "batch_size", "threads", "dtype", "seconds_per_epoch", "gflops", "projected",
@@ -53,6 +71,7 @@ def load(paths) -> Collection:
             _load_file(path, out)
     out.rows = _dedupe(out.rows)
     _fill_speedups(out.rows)
+    _summarise_studies(out)
     return out
 
 
@@ -102,6 +121,7 @@ def _load_jsonl(path: Path, out: Collection) -> None:
     out.warnings.extend(warnings)
     status = run_status(records)
     starts = {r["run_id"]: r for r in records if r.get("kind") == "run_start"}
+    _adopt_scaling_children(records, starts)
     for run_id, st in status.items():
         if st != "complete":
             what = {"incomplete": "has no run_end (killed or still running)"}.get(st, f"ended {st}")
@@ -121,7 +141,28 @@ def _load_jsonl(path: Path, out: Collection) -> None:
             out.commits.append(str(m["git_commit"])[:8])
     for r in records:
         kind = r.get("kind")
-        if kind == "bench":
+        if kind == "bench" and "ranks" in r:  # mpi-bench: one configuration at one rank count
+            if r.get("status") == "ok":
+                out.mpi_records.append(r)
+            else:
+                out.not_ok.append({**_not_ok(r, "mpi-bench"),
+                                   "threads": f"{r.get('threads', '?')} × {r['ranks']} ranks"})
+        elif kind == "averaging-study":
+            out.averaging_records.append(r)
+            if r.get("status") != "ok":
+                out.not_ok.append({**_not_ok(r, "averaging-study"), "backend": "averaging",
+                                   "net": "-".join(map(str, r.get("layers") or [])),
+                                   "threads": f"{r.get('replicas')} replicas ({r.get('combine')})"})
+        elif kind == "dbn":
+            config = starts.get(r.get("run_id"), {}).get("config") or {}
+            if r.get("status", "ok") == "ok":
+                out.dbn_records.append({**r, "config": config})
+            else:
+                out.not_ok.append({"source": "dbn", "backend": "dbn", "batch_size": config.get("batch_size"),
+                                   "net": "-".join(map(str, config.get("hidden") or [])),
+                                   "threads": f"{r.get('ranks')} ranks", "status": r.get("status"),
+                                   "reason": r.get("reason", "")})
+        elif kind == "bench":
             if r.get("status") == "ok":
                 row = {k: r.get(k) for k in PERF_KEYS}
                 row["source"] = "bench"
@@ -135,6 +176,20 @@ def _load_jsonl(path: Path, out: Collection) -> None:
             out.tta.append(r)
         elif kind == "tta_summary":
             out.tta_summaries.append(r)
+
+
+def _adopt_scaling_children(records: list, starts: dict) -> None:
+    """`dbn --scaling` copies each child job's dbn / dbn_layer records (with a ``repeat`` field) into its own file
+    under the child's run id, which has no run_start there: they belong to the scaling run around them."""
+    open_run = None
+    for r in records:
+        kind = r.get("kind")
+        if kind == "run_start":
+            open_run = r["run_id"] if r.get("command") == "dbn-scaling" else None
+        elif kind == "run_end" and r.get("run_id") == open_run:
+            open_run = None
+        elif open_run and kind in ("dbn", "dbn_layer") and "repeat" in r and r.get("run_id") not in starts:
+            r["job_run_id"], r["run_id"] = r.get("run_id"), open_run
 
 
 def _not_ok(r: dict, source: str) -> dict:
@@ -227,9 +282,13 @@ def row_key(r: dict) -> tuple:
 
 def _dedupe(rows: list) -> list:
     """The last measurement of each grid point wins (files are read in the order given)."""
+    return _last_wins(rows, row_key)
+
+
+def _last_wins(records: list, key) -> list:
     latest = {}
-    for r in rows:
-        latest[row_key(r)] = r
+    for r in records:
+        latest[key(r)] = r
     return list(latest.values())
 
 
@@ -261,3 +320,92 @@ def _fill_speedups(rows: list) -> None:
 def series_label(r: dict) -> str:
     opts = ",".join(f"{k}={v}" for k, v in sorted((r.get("options") or {}).items()))
     return f"{r['backend']} T={r['threads']}" + (f" [{opts}]" if opts else "")
+
+
+# -- the scaling studies ----------------------------------------------------------------------------
+
+def _summarise_studies(out: Collection) -> None:
+    from pgdbench.commands.mpi_bench import add_rank_speedups
+
+    out.averaging_records = _last_wins(out.averaging_records,
+                                       lambda r: (replica_study_label(r), r.get("combine"), r.get("replicas"),
+                                                  r.get("seed")))
+    out.replicas = _unique_names(_replica_points(out.averaging_records), "study")
+    out.mpi_records = _last_wins(out.mpi_records, lambda r: (*row_key(r), r["ranks"]))
+    add_rank_speedups(out.mpi_records)  # speedup over the 1-rank run of the same configuration, efficiency
+    out.mpi = sorted(out.mpi_records, key=lambda r: (mpi_series_label(r), r["batch_size"], r["ranks"]))
+    out.dbn_records = _last_wins(out.dbn_records, lambda r: (dbn_setup_label(r), r["ranks"], r.get("seed")))
+    out.dbn = _unique_names(_dbn_points(out.dbn_records), "setup")
+
+
+def _unique_names(points: list, full: str) -> list:
+    """Short names for tables and legends, unless two setups share one: then their full descriptions."""
+    owners = {}
+    for p in points:
+        owners.setdefault(p["name"], set()).add(p[full])
+    for p in points:
+        if len(owners[p["name"]]) > 1:
+            p["name"] = p[full]
+    return points
+
+
+def replica_study_label(r: dict) -> str:
+    """What must be equal for averaging-study records to be compared: net, data, batch, rate, epochs, period."""
+    sync = r.get("sync_every")
+    return (f"{'-'.join(map(str, r.get('layers') or []))} on {r.get('dataset')} ({r.get('n_train')} train), "
+            f"B={r.get('batch_size')}, lr={r.get('learning_rate')}, {r.get('epochs')} epoch(s), "
+            f"{r.get('dtype')}, combined {'every %s minibatches' % sync if sync else 'once per epoch'}")
+
+
+def _replica_points(records: list) -> list:
+    from pgdbench.commands.averaging_study import summarise
+
+    points = []
+    for label in sorted({replica_study_label(r) for r in records}):
+        recs = [r for r in records if replica_study_label(r) == label]
+        rules = sorted({r["combine"] for r in recs if r["replicas"] > 1}) or ["average"]
+        runs = {}
+        for r in recs:  # one replica is plain minibatch GD: the baseline of every rule
+            for rule in (rules if r["replicas"] == 1 else [r["combine"]]):
+                runs.setdefault((r["replicas"], rule), []).append(r)
+        for row in summarise(runs, rules):
+            r0 = recs[0]
+            points.append({"study": label, "dataset": r0.get("dataset"),
+                           "name": f"{'-'.join(map(str, r0.get('layers') or []))} {r0.get('dataset')} "
+                                   f"B={r0.get('batch_size')}", **{k: row[k] for k in (
+                "combine", "replicas", "examples", "val_accuracy", "test_accuracy", "seconds_per_epoch", "speedup",
+                "oversubscribed", "runs", "ok")}})
+    return points
+
+
+def dbn_setup_label(r: dict) -> str:
+    """What must be equal for DBN runs to be compared across rank counts (the run's config gives the rest)."""
+    c = r.get("config") or {}
+    stop = (f"convergence rule (τ {c.get('tau')}, at most {c.get('epochs')} epochs)" if r.get("stop") == "convergence"
+            else f"{c.get('epochs', '?')} epochs per layer")
+    threads = r.get("threads") or 1
+    return (f"{'-'.join(map(str, r.get('hidden') or []))} on {r.get('n_train')} {c.get('dataset', '?')} examples, "
+            f"CD-1 batch {c.get('batch_size', '?')} per rank, ε {c.get('lr', '?')}, {stop}"
+            + (f", {threads} BLAS threads per rank" if threads > 1 else ""))
+
+
+def _dbn_points(records: list) -> list:
+    from pgdbench.commands.dbn import scaling_rows
+
+    points = []
+    for label in sorted({dbn_setup_label(r) for r in records}):
+        runs = [r for r in records if dbn_setup_label(r) == label]
+        for row in scaling_rows(runs):  # means over seeds (repeats) per rank count, speedup over 1 rank
+            r0 = runs[0]
+            points.append({"setup": label, "stop": r0.get("stop", "epochs"),
+                           "dataset": (r0.get("config") or {}).get("dataset"),
+                           "name": f"DBN {'-'.join(map(str, r0.get('hidden') or []))} on {r0.get('n_train')} "
+                                   f"{(r0.get('config') or {}).get('dataset', '?')}", **row})
+    return points
+
+
+def mpi_series_label(r: dict) -> str:
+    """An mpi-bench configuration without its batch size and rank count."""
+    opts = ",".join(f"{k}={v}" for k, v in sorted((r.get("options") or {}).items()))
+    return (f"{r['backend']} {r['net']} {r.get('threads', 1)} thread(s)/rank {r.get('dtype') or 'float32'}"
+            + (f" [{opts}]" if opts else ""))

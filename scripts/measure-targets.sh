@@ -19,4 +19,5 @@ pgdbench bench --backend numpy --backend opencl --threads 1 --net net1h --batch-
 pgdbench mpi-bench --ranks 1,2 --net net2h --batch-size 512,1024 --epochs 1 --results "$R/mpi.jsonl" | tee "$R/mpi.txt"
 pgdbench dbn --scaling 1,2 --dataset mnist --epochs 2 --finetune-epochs 0 --results "$R/dbn.jsonl" | tee "$R/dbn.txt"
 pgdbench averaging-study --dataset mnist --results "$R/avg.jsonl" | tee "$R/avg.txt"
-pgdbench report "$R/cpu.jsonl" "$R/hybrid.jsonl" "$R/python.jsonl" "$R/opencl.jsonl" --out "$R/report"
+pgdbench report "$R/cpu.jsonl" "$R/hybrid.jsonl" "$R/python.jsonl" "$R/opencl.jsonl" "$R/mpi.jsonl" "$R/dbn.jsonl" \
+  "$R/avg.jsonl" --out "$R/report"

@@ -115,6 +115,11 @@ def run(args):
 
 
 def summarise(runs: dict, combines: list[str]) -> list[dict]:
+    """One row per rule × replica count: means over the seeds that finished (numbers, and text for the table).
+
+    ``runs`` maps (replicas, rule) to the study's records; the 1-replica records belong to every rule.
+    `pgdbench report` summarises results files with it too.
+    """
     def mean(values):
         values = [v for v in values if v is not None]
         return sum(values) / len(values) if values else None
@@ -131,6 +136,8 @@ def summarise(runs: dict, combines: list[str]) -> list[dict]:
                 base = tpe
             val, test = mean([r["val_accuracy"] for r in ok]), mean([r["test_accuracy"] for r in ok])
             rows.append({"combine": combine, "replicas": n, "examples": recs[0]["examples_per_replica"],
+                         "val_accuracy": val, "test_accuracy": test, "seconds_per_epoch": tpe,
+                         "oversubscribed": bool(recs[0]["oversubscribed"]), "runs": len(recs), "ok": len(ok),
                          "val": f"{val:.1%}" if val is not None else "-",
                          "test": f"{test:.1%}" if test is not None else "-",
                          "tpe": f"{tpe:.3f}" if tpe is not None else "-",

@@ -1,16 +1,20 @@
 """Turn results files into PNG figures and a Markdown summary (report.md) with the paper's claims checked.
 
-Reads any mix of `pgdbench bench` / `pgdbench tta` JSON lines, pytest-benchmark
-JSON (--benchmark-save/--benchmark-autosave files) and asv result files (or
-folders holding them: .asv/results, .benchmarks). Writes, for each net: time
-per epoch and GFLOP/s bars against batch size (the paper's Figs 5-8), speedup
-over the serial counterpart against batch size (Figs 9-10) and the fraction of
-the machine's GEMM peak; thread scaling (speedup and efficiency against
-threads); time-to-accuracy curves; and the claims table (claim, paper's value,
-ours, holds?). Incomplete runs (killed before their run_end) and torn lines
-are flagged in the summary.
+Reads any mix of `pgdbench bench`, `tta`, `averaging-study`, `mpi-bench` and
+`dbn` (single runs and `--scaling`) JSON lines, pytest-benchmark JSON
+(--benchmark-save/--benchmark-autosave files) and asv result files (or folders
+holding them: .asv/results, .benchmarks). Writes, for each net: time per epoch
+and GFLOP/s bars against batch size (the paper's Figs 5-8), speedup over the
+serial counterpart against batch size (Figs 9-10) and the fraction of the
+machine's GEMM peak; thread scaling (speedup and efficiency against threads);
+time-to-accuracy curves; seed 003's accuracy and speedup against replicas
+(averaging vs summing); seed 004's RBM time and classification error against
+MPI ranks; MPI parallel efficiency against batch size; and the claims table
+(claim, paper's value, ours, holds?). Incomplete runs (killed before their
+run_end) and torn lines are flagged in the summary.
 
 Example: pgdbench bench --results results/paper.jsonl && pgdbench report results/paper.jsonl --out report/
+         pgdbench report results/averaging-study.jsonl results/mpi-bench.jsonl results/dbn.jsonl --out report/
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ HELP = "figures (PNG) and a Markdown summary with the paper's claims, from resul
 
 def add_arguments(p):
     p.add_argument("results", nargs="+", metavar="RESULTS",
-                   help="results files or folders: .jsonl (bench, tta), pytest-benchmark .json, asv results")
+                   help="results files or folders: .jsonl (bench, tta, averaging-study, mpi-bench, dbn), "
+                        "pytest-benchmark .json, asv results")
     p.add_argument("--out", default="report", help="output folder (default report/)")
     p.add_argument("--title", default="pgdbench report", help="heading of report.md")
 
@@ -30,7 +35,7 @@ def run(args):
     from pgdbench.reporting import load
 
     data = load(args.results)
-    if not data.rows and not data.tta:
+    if data.empty():
         from pgdbench.errors import DataError
         raise DataError(f"no usable results in {', '.join(args.results)} "
                         f"({len(data.not_ok)} failed or skipped points, {len(data.warnings)} warnings)")
@@ -40,7 +45,8 @@ def run(args):
     from pgdbench.results import atomic_write_text
     atomic_write_text(out / "report.md", text)
     print(f"{len(figures)} figures and {out / 'report.md'} written "
-          f"({len(data.rows)} performance points, {len(data.tta)} tta runs)")
+          f"({len(data.rows)} performance points, {len(data.tta)} tta runs, {len(data.averaging_records)} "
+          f"averaging-study runs, {len(data.mpi)} mpi-bench points, {len(data.dbn_records)} DBN runs)")
     for w in data.warnings:
         print(f"warning: {w}")
     return 0
@@ -50,7 +56,8 @@ def caption(data) -> str:
     machines = sorted({f"{cpu}, {n} CPUs" if n else str(cpu) for cpu, n, _ in data.machines}) or ["unknown machine"]
     dates = sorted({str(d)[:10] for _, _, d in data.machines if d and d != "?"})
     span = dates[0] if len(dates) == 1 else (f"{dates[0]} to {dates[-1]}" if dates else "date unknown")
-    datasets = sorted({str(r["dataset"]) for r in data.rows + data.tta if r.get("dataset")})
+    datasets = sorted({str(r["dataset"]) for r in data.rows + data.tta + data.replicas + data.mpi + data.dbn
+                       if r.get("dataset")})
     on = f" Data: {', '.join(datasets)}." if datasets else ""
     commits = sorted(set(data.commits))
     at = f" Commit {', '.join(commits[:3])}{' …' if len(commits) > 3 else ''}." if commits else ""
@@ -92,7 +99,30 @@ def make_figures(data, out: Path) -> list[tuple[str, Path]]:
     p = plots.tta_curves(data.tta, "Time to accuracy", cap + " Evaluation is off the clock.", out / "tta.png")
     if p:
         figs.append(("time to accuracy", p))
+    figs += study_figures(data, cap, out)
     return figs
+
+
+def study_figures(data, cap: str, out: Path) -> list[tuple[str, Path]]:
+    """Seed 003's replicas, seed 004's DBN over ranks, and MPI efficiency against batch size."""
+    from pgdbench import claims, plots
+
+    over = " Hollow markers: oversubscribed (more replicas or ranks than CPUs): their times measure contention."
+    made = [
+        ("replica averaging (seed 003)",
+         plots.replica_study(data.replicas, "Replicas with weights averaged or summed (seed 003)",
+                             cap + " Mean over seeds; one thread per replica; speedup of the median epoch." + over,
+                             out / "replicas.png")),
+        ("DBN scaling (seed 004)",
+         plots.dbn_scaling(data.dbn, "Deep Belief Network over MPI ranks (seed 004)",
+                           cap + " Mean over seeds; RBM time on rank 0, communication included." + over,
+                           out / "dbn_scaling.png", exponent=claims.DBN_EXPONENT)),
+        ("MPI parallel efficiency",
+         plots.mpi_efficiency(data.mpi, "MPI: parallel efficiency against batch size (pgdbench mpi-bench)",
+                              cap + " Median epoch; efficiency over the 1-rank run of the same configuration.",
+                              out / "mpi_efficiency.png", target=claims.MPI_EFFICIENCY)),
+    ]
+    return [(name, p) for name, p in made if p]
 
 
 def _fig_title(kind, net, title):
@@ -111,7 +141,7 @@ def markdown(data, figures, title) -> str:
         lines += ["## Warnings", ""] + [f"- ⚠ {w}" for w in data.warnings] + [""]
     lines += ["## Claims of the studies, checked on this machine", "",
               "| study | claim | paper | test applied | ours | holds? |", "|---|---|---|---|---|---|"]
-    for c in evaluate(data.rows, data.tta, data.tta_summaries):
+    for c in evaluate(data):
         lines.append(f"| {c['study']} | {c['claim']} | {c['paper']} | {c['test']} | {c['ours']} | **{c['holds']}** |")
     lines += ["", "The machine differs from the paper's (32 cores, Tesla K40C), so thread-count claims are "
               "compared as efficiencies; \"not measured\" means the results given hold no rows for that claim.", ""]
@@ -141,6 +171,7 @@ def markdown(data, figures, title) -> str:
         for r in bad:
             lines.append(f"\n- {r['backend']} seed {r['seed']}: **{r['status']}** — {r.get('reason', '')}")
         lines.append("")
+    lines += study_tables(data)
     if data.not_ok:
         lines += ["## Points not measured", "", "| source | backend | net | batch | threads | status | reason |",
                   "|---|---|---|---|---|---|---|"]
@@ -149,3 +180,51 @@ def markdown(data, figures, title) -> str:
                          f"{r['status']} | {str(r['reason']).replace('|', '/')} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def study_tables(data) -> list[str]:
+    """Markdown tables of the averaging study, the MPI runs and the DBN runs (what the claims were computed from)."""
+    from pgdbench.commands.common import fmt
+    from pgdbench.reporting import mpi_series_label
+
+    lines = []
+    if data.replicas:
+        lines += ["## Replicas, weights averaged or summed (seed 003, `pgdbench averaging-study`)", "",
+                  "Means over the seeds that finished; one replica is plain minibatch GD, the baseline of both rules.",
+                  "", "| study | rule | replicas | examples/replica | val acc | test acc | s/epoch | vs 1 replica | "
+                  "seeds | note |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for p in data.replicas:
+            note = "oversubscribed" if p["oversubscribed"] else ""
+            if p["ok"] < p["runs"]:
+                note = ", ".join(filter(None, [note, f"{p['runs'] - p['ok']} diverged"]))
+            lines.append(f"| {p['study']} | {p['combine']} | {p['replicas']} | {p['examples']} | "
+                         f"{_pct(p['val_accuracy'])} | {_pct(p['test_accuracy'])} | {fmt(p['seconds_per_epoch'])} | "
+                         f"{fmt(p['speedup'])} | {p['ok']}/{p['runs']} | {note} |")
+        lines.append("")
+    if data.mpi:
+        lines += ["## MPI over rank counts (`pgdbench mpi-bench`)", "",
+                  "`*` projected: timed on part of an epoch and scaled to the full epoch.", "",
+                  "| configuration | batch | ranks | s/epoch | GFLOP/s | vs 1 rank | efficiency | oversubscribed | "
+                  "test acc |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in data.mpi:
+            eff = r.get("parallel_efficiency")
+            lines.append(f"| {mpi_series_label(r)} | {r['batch_size']} | {r['ranks']} | "
+                         f"{fmt(r.get('seconds_per_epoch'))}{'*' if r.get('projected') else ''} | "
+                         f"{fmt(r.get('gflops'))} | {fmt(r.get('speedup_vs_1rank'))} | "
+                         f"{'-' if eff is None else format(eff, '.0%')} | {'yes' if r.get('oversubscribed') else ''} "
+                         f"| {_pct(r.get('test_accuracy'))} |")
+        lines.append("")
+    if data.dbn:
+        lines += ["## Deep Belief Network over MPI ranks (seed 004, `pgdbench dbn`)", "",
+                  "Means over the runs (seeds) of each rank count; RBM time is all layers' pre-training on rank 0.",
+                  "", "| setup | ranks | runs | RBM s | epochs per layer | speedup | test error | oversubscribed |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for p in data.dbn:
+            lines.append(f"| {p['setup']} | {p['ranks']} | {p['runs']} | {fmt(p['rbm_seconds'])} | {p['epochs']} | "
+                         f"{fmt(p.get('speedup'))} | {_pct(p.get('test_error'))} | {p['over']} |")
+        lines.append("")
+    return lines
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x:.1%}"
