@@ -179,8 +179,8 @@ def _load_jsonl(path: Path, out: Collection) -> None:
 
 
 def _adopt_scaling_children(records: list, starts: dict) -> None:
-    """`dbn --scaling` copies each child job's dbn / dbn_layer records (with a ``repeat`` field) into its own file
-    under the child's run id, which has no run_start there: they belong to the scaling run around them."""
+    """Files written by `dbn --scaling` before it re-labelled its child jobs' records kept the child's run id,
+    which has no run_start there: those records belong to the scaling run around them."""
     open_run = None
     for r in records:
         kind = r.get("kind")

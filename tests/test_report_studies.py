@@ -196,6 +196,11 @@ def test_report_of_fresh_study_runs(tmp_path):
                    timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
 
+    from pgdbench.results import read_records
+
+    runs = {r["run_id"] for r in read_records(dbn)[0] if r["kind"] == "run_start"}
+    assert {r["run_id"] for r in read_records(dbn)[0]} == runs  # child jobs' records carried under the run's id
+
     md, _ = _report(tmp_path, avg, mb, dbn)
     assert "## Warnings" not in md
     study = _records(avg, "averaging-study")

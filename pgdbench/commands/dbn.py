@@ -190,8 +190,9 @@ def run_scaling(args):
                         failure = f"timed out after {args.timeout:g} s"
                     got = read_records(out)[0] if os.path.exists(out) else []
                 got = [r for r in got if r.get("kind") in ("dbn", "dbn_layer")]
-                for rec in got:
-                    writer.write({**rec, "repeat": rep})
+                for rec in got:  # under this run's id; the child job's own id is kept as job_run_id
+                    child = {k: v for k, v in rec.items() if k != "run_id"}
+                    writer.write({**child, "job_run_id": rec.get("run_id"), "repeat": rep})
                 summary = next((r for r in got if r["kind"] == "dbn"), None)
                 if failure or summary is None:
                     reason = failure or "no summary record"
