@@ -110,7 +110,7 @@ def measure(config: Config, dataset, *, epochs: int = 1, learning_rate: float = 
               "epochs": epochs, "learning_rate": learning_rate, "seed": seed}
     try:
         cls = registry.get(config.backend)
-        avail = registry.entries()[config.backend].availability()
+        avail = registry.entry(config.backend).availability()
         if not avail:
             return {**record, "status": "unavailable", "reason": avail.reason}
         spec = resolve_net(config.net, None, dataset.n_features, dataset.n_classes)
@@ -288,7 +288,7 @@ def check_applicable(config: Config) -> None:
         cls = registry.get(config.backend)
     except PgdbenchError as exc:
         raise NotApplicable(str(exc)) from None
-    avail = registry.entries()[config.backend].availability()
+    avail = registry.entry(config.backend).availability()
     if not avail:
         raise NotApplicable(f"{config.backend} unavailable: {avail.reason}")
     if not cls.uses_threads and config.threads != 1:
