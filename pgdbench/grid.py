@@ -110,7 +110,7 @@ def measure(config: Config, dataset, *, epochs: int = 1, learning_rate: float = 
               "epochs": epochs, "learning_rate": learning_rate, "seed": seed}
     try:
         cls = registry.get(config.backend)
-        avail = registry.entries()[config.backend].availability()
+        avail = registry.entry(config.backend).availability()
         if not avail:
             return {**record, "status": "unavailable", "reason": avail.reason}
         spec = resolve_net(config.net, None, dataset.n_features, dataset.n_classes)
@@ -264,7 +264,9 @@ def projected_once(backend: str, batch_size: int, batch_sizes) -> Optional[str]:
 
     A projected backend times fewer examples than one minibatch, so every
     batch size would time the very same work: the harness measures it once,
-    at the smallest batch size of the grid, and skips the others with this reason.
+    at the largest batch size of the grid (where the derived figures and the
+    peak memory are taken, see :func:`headline_axes`), and skips the others
+    with this reason.
     """
     from pgdbench import registry
 
@@ -272,11 +274,24 @@ def projected_once(backend: str, batch_size: int, batch_sizes) -> Optional[str]:
         cls = registry.get(backend)
     except PgdbenchError:
         return None
-    smallest = min(batch_sizes)
-    if cls.projected and batch_size != smallest:
+    largest = max(batch_sizes)
+    if cls.projected and batch_size != largest:
         return (f"{backend} is projected: it times {HARNESS_PROJECTED_EXAMPLES} examples whatever the batch size, "
-                f"so it is measured at batch size {smallest} only")
+                f"so it is measured at batch size {largest} only")
     return None
+
+
+def headline_axes(axes: dict) -> dict:
+    """The part of the grid where the derived figures and the peak memory are taken: the largest batch size.
+
+    Every backend, net and thread count of ``axes`` at its largest batch size
+    (buffers, and so memory, grow with the batch; the paper's speedups are
+    quoted at large batches). The asv suite reports GFLOP/s, speedups, fraction
+    of peak, projected epoch time and peak memory there only, so that
+    ``asv run --quick`` (a process per point) stays short; time per slice
+    covers the whole grid.
+    """
+    return {**axes, "batch_sizes": [max(axes["batch_sizes"])]}
 
 
 def check_applicable(config: Config) -> None:
@@ -288,7 +303,7 @@ def check_applicable(config: Config) -> None:
         cls = registry.get(config.backend)
     except PgdbenchError as exc:
         raise NotApplicable(str(exc)) from None
-    avail = registry.entries()[config.backend].availability()
+    avail = registry.entry(config.backend).availability()
     if not avail:
         raise NotApplicable(f"{config.backend} unavailable: {avail.reason}")
     if not cls.uses_threads and config.threads != 1:
@@ -415,7 +430,8 @@ def harness_record(config: Config, repeats: int = 2, examples: Optional[int] = N
 
 
 def harness_configs(axes: dict) -> list[Config]:
-    """The points the harness measures: :func:`expand` of the axes, less the repeats of projected backends."""
+    """The points the harness measures: :func:`expand` of the axes (each point with the same backend at 1
+    thread and its serial counterpart at 1 thread, for its speedups), less the repeats of projected backends."""
     configs = expand(axes["backends"], axes["nets"], axes["batch_sizes"], axes["threads"])
     return [c for c in configs if not projected_once(c.backend, c.batch_size, axes["batch_sizes"])]
 

@@ -6,6 +6,7 @@ baseline edited to be 10× faster (the legit way to prove the failure path
 without waiting for a real regression).
 """
 import importlib
+import itertools
 import json
 import os
 import shutil
@@ -60,17 +61,20 @@ def test_workload_times_a_slice_and_projects_it():
     assert grid.harness_record(Config("numpy", threads=4096))["status"] == "skipped"
 
 
-def test_asv_suite_skips_inapplicable_points_and_tracks_derived_figures(monkeypatch):
-    monkeypatch.setenv("PGDBENCH_GRID_BACKENDS", "numpy")
-    monkeypatch.setenv("PGDBENCH_GRID_NETS", "net1h")
-    monkeypatch.setenv("PGDBENCH_GRID_BATCH_SIZES", "64")
-    monkeypatch.setenv("PGDBENCH_GRID_THREADS", "1")
-    monkeypatch.setenv("PGDBENCH_GRID_EXAMPLES", "64")
+def _reload_asv_suite(monkeypatch, **axes):
+    """benchmarks/bench_training.py imported anew with the grid narrowed (keys of grid.GRID_ENV)."""
+    for key, value in axes.items():
+        monkeypatch.setenv(grid.GRID_ENV[key], value)
     sys.path.insert(0, str(ROOT))
     try:
-        bench = importlib.reload(importlib.import_module("benchmarks.bench_training"))
+        return importlib.reload(importlib.import_module("benchmarks.bench_training"))
     finally:
         sys.path.remove(str(ROOT))
+
+
+def test_asv_suite_skips_inapplicable_points_and_tracks_derived_figures(monkeypatch):
+    bench = _reload_asv_suite(monkeypatch, backends="numpy", nets="net1h", batch_sizes="64", threads="1",
+                              examples="64")
     assert bench.PARAMS == [["numpy"], ["net1h"], [64], [1]]
     timer = bench.TimeTraining()
     timer.setup("numpy", "net1h", 64, 1)
@@ -86,6 +90,73 @@ def test_asv_suite_skips_inapplicable_points_and_tracks_derived_figures(monkeypa
     assert track.track_epoch_seconds_projected(cache, "numpy", "net1h", 64, 1) > 0
     with pytest.raises(NotImplementedError):
         track.setup(cache, "numpy", "net1h", 64, 2)  # not in the measured grid
+
+
+def test_asv_track_and_peakmem_cover_the_largest_batch_only_with_what_their_speedups_need(monkeypatch):
+    # averaging's serial counterpart (numpy) is not on the backend axis: setup_cache must still measure it
+    bench = _reload_asv_suite(monkeypatch, backends="averaging,python", nets="net1h", batch_sizes="32,64",
+                              threads="1,4096", examples="64")
+    assert bench.PARAMS == [["averaging", "python"], ["net1h"], [32, 64], [1, 4096]]
+    assert bench.TimeTraining.params == bench.PARAMS  # time per slice: the whole grid
+    assert bench.HEADLINE_PARAMS == [["averaging", "python"], ["net1h"], [64], [1, 4096]]
+    assert bench.TrackTraining.params == bench.PeakMemTraining.params == bench.HEADLINE_PARAMS
+    track = bench.TrackTraining()
+    cache = track.setup_cache()
+    assert set(cache) == {Config(b, "net1h", 64, t) for b in ("averaging", "python") for t in (1, 4096)} | {
+        Config("numpy", "net1h", 64, 1)}
+    assert cache[Config("numpy", "net1h", 64, 1)]["status"] == "ok"
+    point = ("averaging", "net1h", 64, 1)
+    track.setup(cache, *point)
+    assert track.track_speedup_vs_serial(cache, *point) > 0  # against numpy, measured for it
+    assert track.track_speedup_vs_1thread(cache, *point) == pytest.approx(1.0)
+    assert 0 < track.track_fraction_of_peak(cache, *point) < 10
+    track.setup(cache, "python", "net1h", 64, 1)  # projected: measured at the largest batch size, where this is
+    assert track.track_gflops(cache, "python", "net1h", 64, 1) > 0
+    # a point that cannot run says why, in the cache the track benchmarks read
+    with pytest.raises(NotImplementedError, match="skipped: .*CPUs"):
+        track.setup(cache, "averaging", "net1h", 64, 4096)
+    with pytest.raises(NotImplementedError, match="skipped: python is serial"):
+        track.setup(cache, "python", "net1h", 64, 4096)
+    with pytest.raises(NotImplementedError, match="not part of the measured grid"):
+        track.setup(cache, "averaging", "net1h", 32, 1)
+
+
+def test_asv_default_grid_point_counts(monkeypatch):
+    """asv starts a process per point of every benchmark: the derived figures cover one batch size of the grid."""
+    bench = _reload_asv_suite(monkeypatch)
+    axes = grid.harness_axes()
+    full = len(axes["backends"]) * len(axes["nets"]) * len(axes["batch_sizes"]) * len(axes["threads"])
+    headline = full // len(axes["batch_sizes"])
+    assert [max(axes["batch_sizes"])] == bench.HEADLINE_PARAMS[2]
+
+    def points(params):
+        return len(list(itertools.product(*params)))
+
+    assert points(bench.TimeTraining.params) == full
+    assert points(bench.TrackTraining.params) == points(bench.PeakMemTraining.params) == headline
+    tracks = [name for name in vars(bench.TrackTraining) if name.startswith("track_")]
+    assert len(tracks) == 5
+
+
+def test_projected_backends_are_measured_at_the_largest_batch_size():
+    assert grid.projected_once("python", 64, [32, 64]) is None
+    assert "measured at batch size 64 only" in grid.projected_once("python", 32, [32, 64])
+    assert grid.projected_once("numpy", 32, [32, 64]) is None
+    configs = grid.harness_configs(grid.headline_axes({"backends": ["python"], "nets": ["net1h"],
+                                                       "batch_sizes": [32, 64], "threads": [1]}))
+    assert configs == [Config("python", "net1h", 64, 1)]
+
+
+def test_asv_suite_imports_no_backend_and_no_scipy():
+    """asv imports benchmarks/bench_training.py anew in a process per grid point: that import must stay cheap."""
+    code = ("import sys; import benchmarks.bench_training as b; from pgdbench import registry; "
+            "assert len(b.PARAMS[0]) == len(registry.names()) > 5, b.PARAMS; "
+            "heavy = sorted(m for m in sys.modules if m.startswith(('implementations.', 'scipy', 'torch', 'numba'))); "
+            "assert not heavy, heavy; "
+            "registry.get('torch'); loaded = sorted(m for m in sys.modules if m.startswith('implementations.')); "
+            "assert loaded == ['implementations.torch_ref'], loaded")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
 
 
 def test_asv_check_discovers_the_suite(tmp_path):
