@@ -178,4 +178,5 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
     def close(self):
         if self.local is not None:
             self.local.close()
+        super().close()
 

@@ -17,6 +17,15 @@ rounding, so the code below favours plain correctness first and speed second
 * the sigmoid is NumPy's SIMD ``exp`` and reciprocal in place
   (:func:`pgdbench.model.sigmoid_`), not ``scipy.special.expit``, which
   computes one element at a time and cost a sixth of a Net-2h step;
+* with T > 1 threads the large elementwise passes (sigmoid, σ') are split
+  over the threads in blocks of rows (a small persistent pool; NumPy releases
+  the GIL in ufunc loops). This only pays when OpenBLAS's own threads go to
+  sleep soon after a GEMM: by default they spin for about 2^28 cycles, hold
+  the other cores, and the split runs no faster than one thread (measured:
+  σ on 1024×1024 after a GEMM, 2.1 ms on 1 thread, 2.3 ms split over 2; with
+  ``OPENBLAS_THREAD_TIMEOUT=4``, 1.2 ms). The ``pgdbench`` command sets that
+  variable unless it is already set; elsewhere, set it before NumPy is
+  imported. Results record its value (machine metadata);
 * only NumPy's own BLAS is called. SciPy bundles a second OpenBLAS with its
   own thread pool; alternating between the two pools makes their spinning
   threads fight for the cores (measured: 2 threads slower than 1).
@@ -26,8 +35,20 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from implementations.cpu_workers import WorkerPool, split
 from pgdbench.model import Parameters, batch_bounds, sigmoid_
 from pgdbench.protocol import Parallelism, Trainer, validate_batch
+
+#: An elementwise pass is split over the threads only when each gets at least this many elements:
+#: below it, the pool's two barrier crossings (tens of µs) cost more than the split saves.
+SPLIT_MIN_ELEMENTS_PER_THREAD = 1 << 15
+
+
+def _times_sigmoid_prime(d: np.ndarray, a: np.ndarray, one_minus_a: np.ndarray) -> None:
+    """d ← d ∘ a ∘ (1 − a): σ'(z) taken from the stored activation, as in the paper."""
+    np.subtract(1, a, out=one_minus_a)
+    d *= a
+    d *= one_minus_a
 
 
 class NumpyBlasTrainer(Trainer):
@@ -41,6 +62,7 @@ class NumpyBlasTrainer(Trainer):
         self.W = [np.array(w, dtype=self.dtype, order="C") for w in params.weights]
         self.b = [np.array(b, dtype=self.dtype) for b in params.biases]
         self._capacity = 0
+        self._pool = WorkerPool(self.threads, "pgdbench-numpy")   # size 1: no thread at all
 
     # -- buffers ----------------------------------------------------------
     def _ensure_buffers(self, batch_size: int) -> None:
@@ -62,6 +84,15 @@ class NumpyBlasTrainer(Trainer):
         self.Y = np.ascontiguousarray(Y, dtype=self.dtype)
 
     # -- the step ---------------------------------------------------------
+    def _by_rows(self, fn, *arrays) -> None:
+        """fn(*arrays), or fn on each thread's block of their rows when they are large enough."""
+        threads = self._pool.size
+        if threads == 1 or arrays[0].size < SPLIT_MIN_ELEMENTS_PER_THREAD * threads:
+            fn(*arrays)
+            return
+        blocks = split(len(arrays[0]), threads)
+        self._pool.run(lambda k: fn(*(a[blocks[k][0]:blocks[k][1]] for a in arrays)))
+
     def _forward(self, x: np.ndarray) -> list[np.ndarray]:
         """Activations of every layer for the rows of ``x``, in the preallocated buffers."""
         n = len(x)
@@ -69,16 +100,12 @@ class NumpyBlasTrainer(Trainer):
         for W, b, buf in zip(self.W, self.b, self._act):
             z = buf[:n]
             np.matmul(acts[-1], W, out=z)
-            sigmoid_(z, b)                       # a = σ(z + b), in place
+            self._by_rows(lambda rows: sigmoid_(rows, b), z)     # a = σ(z + b), in place
             acts.append(z)
         return acts
 
     def _times_sigmoid_prime(self, d: np.ndarray, a: np.ndarray) -> None:
-        """d ← d ∘ a ∘ (1 − a): σ'(z) taken from the stored activation, as in the paper."""
-        one_minus_a = self._scratch[: a.shape[0], : a.shape[1]]
-        np.subtract(1, a, out=one_minus_a)
-        d *= a
-        d *= one_minus_a
+        self._by_rows(_times_sigmoid_prime, d, a, self._scratch[: a.shape[0], : a.shape[1]])
 
     def _deltas(self, acts, y, scale=1.0) -> list[np.ndarray]:
         """``scale`` · δ_l of every layer, computed with the current weights."""
@@ -151,3 +178,6 @@ class NumpyBlasTrainer(Trainer):
             for start, stop in batch_bounds(len(X), chunk):
                 out[start:stop] = self._forward(X[start:stop])[-1]
         return out
+
+    def close(self):
+        self._pool.close()

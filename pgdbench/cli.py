@@ -2,15 +2,24 @@
 
 User errors (:class:`pgdbench.errors.PgdbenchError`) print one line and exit 2;
 an interrupted command exits 130 after its results file has been closed.
+
+The command sets ``OPENBLAS_THREAD_TIMEOUT=4`` unless it is already set: OpenBLAS's
+threads then sleep almost at once after a GEMM instead of spinning on the cores
+for ~2^28 cycles, which lets the ``numpy`` backend split its elementwise passes
+over the same cores (see ``implementations/numpy_blas.py``). It must happen
+before NumPy is loaded, hence here; results record it (machine metadata).
 """
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
-import sys
 
-from pgdbench.errors import PgdbenchError
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import argparse  # noqa: E402  (after the environment is set)
+import importlib  # noqa: E402
+import sys  # noqa: E402
+
+from pgdbench.errors import PgdbenchError  # noqa: E402
 
 COMMANDS = ["list", "train", "bench", "tune", "peak", "check", "tta", "report", "averaging-study", "mpi-bench",
             "dbn"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import subprocess
 from functools import lru_cache
@@ -64,10 +65,21 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "blas": blas_info(),
+        "threading_environment": threading_environment(),
         "packages": package_versions(),
         "git_commit": git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+#: Environment variables that change how the thread pools of BLAS and OpenMP behave, so how fast things run.
+THREADING_VARIABLES = ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
+                       "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "PGDBENCH_MAX_THREADS")
+
+
+def threading_environment() -> dict:
+    """Those of :data:`THREADING_VARIABLES` that are set in this process."""
+    return {k: os.environ[k] for k in THREADING_VARIABLES if k in os.environ}
 
 
 def gpu_info() -> list[dict]:
