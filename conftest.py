@@ -3,7 +3,11 @@
 The benchmark options below only shape the pytest-benchmark suite in
 ``benchmarks/`` (``pytest benchmarks``); ``pytest tests`` ignores them.
 """
-import pytest
+from pgdbench.openblas_env import prefer_sleeping_blas_threads
+
+prefer_sleeping_blas_threads()  # as the pgdbench command does; a no-op if a plugin already loaded NumPy
+
+import pytest  # noqa: E402
 
 
 def pytest_addoption(parser):

@@ -24,9 +24,13 @@ projected backends), not a whole epoch, so ``asv run --quick`` of the whole
 suite stays short. Per-epoch figures (``track_epoch_seconds_projected``) are
 extrapolated to a 50,000-example epoch and say so in their name and unit.
 """
-import itertools
+from pgdbench.openblas_env import prefer_sleeping_blas_threads
 
-from pgdbench.grid import (Config, NotApplicable, Workload, harness_axes, harness_configs, harness_record,
+prefer_sleeping_blas_threads()  # before NumPy loads, as the pgdbench command does
+
+import itertools  # noqa: E402
+
+from pgdbench.grid import (Config, NotApplicable, Workload, harness_axes, harness_configs, harness_record,  # noqa: E402
                            harness_speedups, headline_axes, projected_once)
 
 _AXES = harness_axes()

@@ -23,9 +23,10 @@ rounding, so the code below favours plain correctness first and speed second
   sleep soon after a GEMM: by default they spin for about 2^28 cycles, hold
   the other cores, and the split runs no faster than one thread (measured:
   σ on 1024×1024 after a GEMM, 2.1 ms on 1 thread, 2.3 ms split over 2; with
-  ``OPENBLAS_THREAD_TIMEOUT=4``, 1.2 ms). The ``pgdbench`` command sets that
-  variable unless it is already set; elsewhere, set it before NumPy is
-  imported. Results record its value (machine metadata);
+  ``OPENBLAS_THREAD_TIMEOUT=4``, 1.2 ms). The ``pgdbench`` command and the
+  benchmark suites set that variable unless it is already set
+  (:mod:`pgdbench.openblas_env`); elsewhere, set it before NumPy is
+  imported. Results record it (machine metadata);
 * only NumPy's own BLAS is called. SciPy bundles a second OpenBLAS with its
   own thread pool; alternating between the two pools makes their spinning
   threads fight for the cores (measured: 2 threads slower than 1).

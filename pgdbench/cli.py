@@ -3,20 +3,18 @@
 User errors (:class:`pgdbench.errors.PgdbenchError`) print one line and exit 2;
 an interrupted command exits 130 after its results file has been closed.
 
-The command sets ``OPENBLAS_THREAD_TIMEOUT=4`` unless it is already set: OpenBLAS's
-threads then sleep almost at once after a GEMM instead of spinning on the cores
-for ~2^28 cycles, which lets the ``numpy`` backend split its elementwise passes
-over the same cores (see ``implementations/numpy_blas.py``). It must happen
-before NumPy is loaded, hence here; results record it (machine metadata).
+The command sets ``OPENBLAS_THREAD_TIMEOUT=4`` unless it is already set (see
+:mod:`pgdbench.openblas_env`): it must happen before NumPy is loaded, hence first.
 """
 from __future__ import annotations
 
-import os
+from pgdbench.openblas_env import prefer_sleeping_blas_threads
 
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+prefer_sleeping_blas_threads()
 
 import argparse  # noqa: E402  (after the environment is set)
 import importlib  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 
 from pgdbench.errors import PgdbenchError  # noqa: E402
