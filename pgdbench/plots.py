@@ -35,7 +35,10 @@ def _caption(fig, caption: str) -> None:
     fig.text(0.01, 0.005, caption, fontsize=7, color="0.3", ha="left", va="bottom", wrap=True)
 
 
-def _save(fig, path: Path) -> Path:
+def _finish(fig, caption: str, path: Path, bottom: float = 0.05) -> Path:
+    """Caption (machine and date) under the axes, layout leaving it room, save as PNG, close."""
+    _caption(fig, caption)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     _plt().close(fig)
@@ -88,9 +91,7 @@ def bars_vs_batch(rows, net: str, metric: str, ylabel: str, title: str, caption:
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="///"))
         names.append("hatched: projected")
     ax.legend(handles, names, fontsize=7, ncol=2 if len(names) > 8 else 1, loc="best", framealpha=0.8)
-    _caption(fig, caption)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return _save(fig, path)
+    return _finish(fig, caption, path)
 
 
 def speedup_vs_batch(rows, net: str, title: str, caption: str, path: Path) -> Path | None:
@@ -126,9 +127,7 @@ def speedup_vs_batch(rows, net: str, title: str, caption: str, path: Path) -> Pa
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="best")
-    _caption(fig, caption)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return _save(fig, path)
+    return _finish(fig, caption, path)
 
 
 def thread_scaling(rows, title: str, caption: str, path: Path) -> Path | None:
@@ -174,9 +173,7 @@ def thread_scaling(rows, title: str, caption: str, path: Path) -> Path | None:
     ax2.set_title("efficiency")
     ax1.legend(fontsize=7, loc="best")
     fig.suptitle(title)
-    _caption(fig, caption)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return _save(fig, path)
+    return _finish(fig, caption, path)
 
 
 def tta_curves(runs, title: str, caption: str, path: Path) -> Path | None:
@@ -209,9 +206,7 @@ def tta_curves(runs, title: str, caption: str, path: Path) -> Path | None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right", title="★ reached, × gave up or diverged", title_fontsize=7)
-    _caption(fig, caption)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return _save(fig, path)
+    return _finish(fig, caption, path)
 
 
 def _rank_axis(ax, counts, label):
@@ -270,9 +265,7 @@ def replica_study(points, title: str, caption: str, path: Path) -> Path | None:
     _legend_with_hollow(ax1)
     ax2.legend(fontsize=7, loc="best")
     fig.suptitle(title)
-    _caption(fig, caption)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return _save(fig, path)
+    return _finish(fig, caption, path, bottom=0.06)
 
 
 def dbn_scaling(points, title: str, caption: str, path: Path, exponent: float = -0.86) -> Path | None:
@@ -317,9 +310,7 @@ def dbn_scaling(points, title: str, caption: str, path: Path, exponent: float = 
         ax2.set_title("classification error")
         ax2.legend(fontsize=7, loc="best")
     fig.suptitle(title)
-    _caption(fig, caption)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return _save(fig, path)
+    return _finish(fig, caption, path, bottom=0.06)
 
 
 def mpi_efficiency(records, title: str, caption: str, path: Path, target: float | None = None) -> Path | None:
@@ -359,9 +350,7 @@ def mpi_efficiency(records, title: str, caption: str, path: Path, target: float 
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="best", title="dashed: oversubscribed" if any_over else None, title_fontsize=7)
-    _caption(fig, caption)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return _save(fig, path)
+    return _finish(fig, caption, path)
 
 
 def _tta_label(r) -> str:
