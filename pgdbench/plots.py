@@ -366,7 +366,7 @@ def _series_order(label: str):
 
 def _plain_formatter():
     from matplotlib.ticker import FuncFormatter
-    return FuncFormatter(lambda v, _: f"{v:.3g}")
+    return FuncFormatter(lambda v, _: f"{v:.4g}")  # 1024, not 1.02e+03
 
 
 def _blank_formatter():
