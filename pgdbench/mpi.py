@@ -128,6 +128,38 @@ def launch_command(ranks: int, argv: list[str], hostfile: Optional[str] = None,
     return cmd + [sys.executable, "-m", "pgdbench.cli", *argv]
 
 
+def run_job(ranks: int, make_argv, *, hostfile: Optional[str] = None, timeout: Optional[float] = None,
+            echo: bool = True, prefix: str = "pgdbench-mpi-") -> tuple[list[dict], str]:
+    """Run one MPI job of ``ranks`` ranks whose rank 0 writes records to a temporary results file.
+
+    ``make_argv(path)`` gives the pgdbench arguments that write to ``path``. Returns the records
+    the job wrote (whatever it managed to write if it failed) and why it failed ('' if it did not).
+    """
+    import os
+    import subprocess
+    import tempfile
+
+    from pgdbench.results import read_records
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        out = os.path.join(tmp, "records.jsonl")
+        cmd = launch_command(ranks, make_argv(out), hostfile)
+        if echo:
+            print("$ " + " ".join(cmd), flush=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            failure = f"exit status {proc.returncode}: {last_lines(proc.stderr)}" if proc.returncode else ""
+        except subprocess.TimeoutExpired:
+            failure = f"timed out after {timeout:g} s"
+        return (read_records(out)[0] if os.path.exists(out) else []), failure
+
+
+def last_lines(text: str, n: int = 3) -> str:
+    """The last ``n`` non-blank lines of a job's stderr, on one line (for a one-line failure reason)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-n:]) or "(no message)"
+
+
 def _is_mpich() -> bool:
     """Hydra (mpich) spells the hostfile option -f; Open MPI spells it --hostfile."""
     import subprocess

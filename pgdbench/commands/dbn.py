@@ -23,10 +23,7 @@ Examples:
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import tempfile
 
 from pgdbench.commands.common import (add_data_arguments, int_list, positive_float, positive_int, table)
 
@@ -168,7 +165,7 @@ def child_argv(args, results: str, seed: int) -> list[str]:
 def run_scaling(args):
     from pgdbench import dbn, mpi
     from pgdbench.machine import machine_info
-    from pgdbench.results import ResultsWriter, read_records
+    from pgdbench.results import ResultsWriter
 
     launcher = mpi.mpiexec()
     ranks = sorted(set(args.scaling))
@@ -178,17 +175,9 @@ def run_scaling(args):
     with ResultsWriter(args.results, "dbn-scaling", machine_info(), config_of(args)) as writer:
         for k in ranks:
             for rep in range(args.repeats):
-                with tempfile.TemporaryDirectory(prefix="pgdbench-dbn-") as tmp:
-                    out = os.path.join(tmp, "dbn.jsonl")
-                    cmd = mpi.launch_command(k, child_argv(args, out, args.seed + rep), args.hostfile)
-                    if not args.quiet:
-                        print("$ " + " ".join(cmd), flush=True)
-                    try:
-                        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-                        failure = f"exit status {proc.returncode}: {tail(proc.stderr)}" if proc.returncode else ""
-                    except subprocess.TimeoutExpired:
-                        failure = f"timed out after {args.timeout:g} s"
-                    got = read_records(out)[0] if os.path.exists(out) else []
+                got, failure = mpi.run_job(k, lambda out: child_argv(args, out, args.seed + rep),
+                                           hostfile=args.hostfile, timeout=args.timeout, echo=not args.quiet,
+                                           prefix="pgdbench-dbn-")
                 got = [r for r in got if r.get("kind") in ("dbn", "dbn_layer")]
                 for rec in got:  # under this run's id; the child job's own id is kept as job_run_id
                     child = {k: v for k, v in rec.items() if k != "run_id"}
@@ -250,7 +239,4 @@ def fmt_exp(value: float) -> str:
     return "-" if value != value else f"{value:+.2f}"
 
 
-def tail(text: str, n: int = 3) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-n:]) or "(no message)"
 

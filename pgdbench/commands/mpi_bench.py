@@ -17,10 +17,7 @@ Example (the issue's efficiency target, Net-2h at batch 512 and 1024):
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import tempfile
 
 from pgdbench.commands.common import (add_data_arguments, add_option_argument, int_list, parse_options,
                                       positive_float, positive_int, table)
@@ -146,27 +143,12 @@ def run_parent(args):
 def run_job(args, ranks: int) -> tuple[list[dict], str]:
     """One MPI job of ``ranks`` ranks: the records it measured, and why it failed ('' if it did not)."""
     from pgdbench import mpi
-    from pgdbench.results import read_records
 
-    with tempfile.TemporaryDirectory(prefix="pgdbench-mpi-") as tmp:
-        out = os.path.join(tmp, "records.jsonl")
-        cmd = mpi.launch_command(ranks, worker_argv(args, out), args.hostfile)
-        if not args.quiet:
-            print("$ " + " ".join(cmd), flush=True)
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-            failure = f"exit status {proc.returncode}: {last_lines(proc.stderr)}" if proc.returncode != 0 else ""
-        except subprocess.TimeoutExpired:
-            failure = f"timed out after {args.timeout:g} s"
-        got = read_records(out)[0] if os.path.exists(out) else []
+    got, failure = mpi.run_job(ranks, lambda out: worker_argv(args, out), hostfile=args.hostfile,
+                               timeout=args.timeout, echo=not args.quiet)
     for rec in got:
         rec["ranks"] = ranks
     return got, failure
-
-
-def last_lines(text: str, n: int = 3) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-n:]) or "(no message)"
 
 
 def describe(rec: dict) -> str:
