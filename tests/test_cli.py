@@ -93,10 +93,14 @@ def test_check_command_reports_every_check():
     assert "PASSED  training-steps[float32,threads=1]" in out and "PASSED  convergence" in out
 
 
-def test_tune_picks_the_best_rate():
+def test_tune_picks_the_best_rate_and_records_its_arguments(tmp_path):
+    results = tmp_path / "t.jsonl"
     out = pgdbench("tune", "--layers", "784,32,10", "--epochs", "1", "--batch-size", "50",
-                   "--grid", "0.001,2").stdout
+                   "--grid", "0.001,2", "--results", str(results)).stdout
     assert "best learning rate: 2" in out
+    start = json.loads(results.read_text().splitlines()[0])
+    assert start["kind"] == "run_start" and start["config"]["grid"] == [0.001, 2.0]
+    assert start["config"]["batch_size"] == 50 and "run" not in start["config"]
 
 
 def test_bench_table_and_results(tmp_path):

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 
-from pgdbench.commands.common import add_data_arguments, int_list, load_data, positive_float, positive_int, table
+from pgdbench.commands.common import (add_data_arguments, int_list, load_data, positive_float, positive_int,
+                                      record_config, table)
 
 HELP = "seed 003: accuracy and time vs number of weight-averaged replicas (average vs sum)"
 
@@ -77,7 +78,7 @@ def run(args):
     print(f"averaging study on {dataset.summary()}\nnet {spec.name}, batch {args.batch_size}, lr {args.lr}, "
           f"{args.epochs} epoch(s), combine every {args.sync_every or 'epoch'}"
           f"{' minibatches' if args.sync_every else ''}, seeds {args.seeds}, {cpus} usable CPUs", flush=True)
-    config = {k: v for k, v in vars(args).items() if k not in ("run", "seed")}
+    config = record_config(args, "seed")
     runs: dict[tuple, list[dict]] = {}
     with ResultsWriter(args.results, "averaging-study", machine_info(), config) as writer:
         for n in replicas:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import sys
 
 from pgdbench.commands.common import (add_data_arguments, add_option_argument, grid_progress, int_list, load_data,
-                                      parse_options, positive_float, positive_int, table, tqdm_progress)
+                                      parse_options, positive_float, positive_int, record_config, table,
+                                      tqdm_progress)
 from pgdbench.grid import BATCH_SIZES, NETS
 
 HELP = "time a grid of backends × nets × batch sizes × threads"
@@ -69,7 +70,7 @@ def run(args):
     overall = grid_progress(show, len(configs))
     try:
         with ResultsWriter(args.results, "bench", machine_info(),
-                           {k: v for k, v in vars(args).items() if k != "run"}) as writer:
+                           record_config(args)) as writer:
             for k, config in enumerate(configs, 1):
                 rec = measure(config, dataset, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
                               max_examples=args.max_examples, progress_factory=tqdm_progress(show, config.backend))

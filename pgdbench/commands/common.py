@@ -9,6 +9,11 @@ from pgdbench.errors import UsageError
 from pgdbench.model import DTYPES
 
 
+def record_config(args, *leave_out: str) -> dict:
+    """A command's arguments as stored in its results file's run_start record (not the handler itself)."""
+    return {k: v for k, v in vars(args).items() if k not in ("run", *leave_out)}
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

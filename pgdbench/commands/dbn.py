@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import sys
 
-from pgdbench.commands.common import (add_data_arguments, int_list, positive_float, positive_int, table)
+from pgdbench.commands.common import (add_data_arguments, int_list, positive_float, positive_int, record_config,
+                                      table)
 
 HELP = "seed 004: parallel Deep Belief Network (CD-1 RBMs over MPI ranks, fine-tuning, scaling study)"
 
@@ -97,7 +98,7 @@ def run_one(args):
     on_host = mpi.local_size(comm) if size > 1 else 1
     oversubscribed = on_host * args.threads > usable_cpus()
     log = (lambda line: print(line, flush=True)) if root and not args.quiet else None
-    with optional_writer(args.results if root else None, "dbn", config_of(args)) as writer:  # rank 0 writes
+    with optional_writer(args.results if root else None, "dbn", record_config(args)) as writer:  # rank 0 writes
         rbms, layers = dbn.pretrain(comm, dataset.X_train if root else None, args.hidden, epochs=args.epochs,
                                     batch_size=args.batch_size, lr=args.lr,
                                     tau=args.tau if args.stop == "convergence" else None, seed=args.seed,
@@ -141,10 +142,6 @@ def run_one(args):
     return 0
 
 
-def config_of(args) -> dict:
-    return {k: v for k, v in vars(args).items() if k != "run"}
-
-
 def child_argv(args, results: str, seed: int) -> list[str]:
     """The arguments of one run of the study (everything but the study's own options)."""
     skip = {"run", "scaling", "repeats", "hostfile", "timeout", "results", "save", "seed", "command", "quiet"}
@@ -172,7 +169,7 @@ def run_scaling(args):
     print(f"DBN scaling study over ranks {','.join(map(str, ranks))} ({args.repeats} run(s) each) with {launcher}; "
           f"appending to {args.results}", flush=True)
     runs = []
-    with ResultsWriter(args.results, "dbn-scaling", machine_info(), config_of(args)) as writer:
+    with ResultsWriter(args.results, "dbn-scaling", machine_info(), record_config(args)) as writer:
         for k in ranks:
             for rep in range(args.repeats):
                 got, failure = mpi.run_job(k, lambda out: child_argv(args, out, args.seed + rep),

@@ -20,7 +20,7 @@ import json
 import sys
 
 from pgdbench.commands.common import (add_data_arguments, add_option_argument, int_list, parse_options,
-                                      positive_float, positive_int, table)
+                                      positive_float, positive_int, record_config, table)
 
 HELP = "time MPI backends over rank counts (spawns mpiexec -n K for each K)"
 
@@ -121,7 +121,7 @@ def run_parent(args):
     records = []
     try:
         with ResultsWriter(args.results, "mpi-bench", machine_info(),
-                           {k: v for k, v in vars(args).items() if k not in ("run", "worker")}) as writer:
+                           record_config(args, "worker")) as writer:
             for k in sorted(set(args.ranks)):  # 1 rank first: it is the baseline of the efficiencies
                 got, failure = run_job(args, k)
                 add_rank_speedups(records + got)  # fills speedup_vs_1rank / parallel_efficiency before writing

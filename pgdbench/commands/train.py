@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from pgdbench.commands.common import (add_data_arguments, add_model_arguments, add_option_argument, prepare_run,
-                                      positive_float, positive_int, tqdm_progress)
+from pgdbench.commands.common import (add_data_arguments, add_model_arguments, add_option_argument, positive_float,
+                                      positive_int, prepare_run, record_config, tqdm_progress)
 
 HELP = "train one backend, printing time per epoch, GFLOP/s and accuracy"
 
@@ -40,7 +40,7 @@ def run(args):
           f"({spec.n_parameters:,} parameters, {spec.flops_per_example() / 1e6:.2f} MFLOP per example), "
           f"batch {args.batch_size}, lr {args.lr}, threads {args.threads}, {args.dtype}")
     root = is_root()  # under mpiexec only rank 0 writes files (the other ranks' stdout is silenced by the CLI)
-    with optional_writer(args.results if root else None, "train", vars_for_record(args)) as writer:
+    with optional_writer(args.results if root else None, "train", record_config(args)) as writer:
 
         def on_epoch(rec):
             label = " (projected)" if rec.projected else ""
@@ -61,5 +61,3 @@ def run(args):
     return 0
 
 
-def vars_for_record(args) -> dict:
-    return {k: v for k, v in vars(args).items() if k != "run"}

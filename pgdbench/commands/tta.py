@@ -20,7 +20,7 @@ import statistics
 import sys
 
 from pgdbench.commands.common import (add_data_arguments, add_option_argument, parse_options, positive_float,
-                                      positive_int, table, tqdm_progress)
+                                      positive_int, record_config, table, tqdm_progress)
 
 HELP = "wall time to reach a target accuracy (median and spread over seeds)"
 
@@ -87,7 +87,7 @@ def run(args):
     summaries = []
     try:
         with ResultsWriter(args.results, "tta", machine_info(),
-                           {k: v for k, v in vars(args).items() if k != "run"}) as writer:
+                           record_config(args)) as writer:
             for cls in classes:
                 runs = []
                 for seed in args.seeds:

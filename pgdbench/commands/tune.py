@@ -6,7 +6,7 @@ the loss diverges is reported as such and never chosen.
 from __future__ import annotations
 
 from pgdbench.commands.common import (add_data_arguments, add_model_arguments, add_option_argument, float_list,
-                                      positive_int, prepare_run, table)
+                                      positive_int, prepare_run, record_config, table)
 
 HELP = "grid-search the learning rate on the validation split"
 PAPER_GRID = [0.001, 0.002, 0.01, 0.1, 0.5, 1.0]
@@ -27,13 +27,15 @@ def add_arguments(p):
 def run(args):
     from pgdbench.errors import DivergedError
     from pgdbench.model import DTYPES
+    from pgdbench.mpi import is_root
     from pgdbench.results import optional_writer
     from pgdbench.training import fit
 
     cls, options, dataset, spec = prepare_run(args)
     print(f"tuning {cls.name} on {dataset.summary()}, net {spec.name}, batch {args.batch_size}, {args.epochs} epochs")
     rows = []
-    with optional_writer(args.results, "tune", {}) as writer:
+    root = is_root()  # under mpiexec only rank 0 writes files, as in train
+    with optional_writer(args.results if root else None, "tune", record_config(args)) as writer:
         for lr in args.grid:
             try:
                 result = fit(cls, spec, dataset, epochs=args.epochs, batch_size=args.batch_size, learning_rate=lr,
