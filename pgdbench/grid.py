@@ -242,18 +242,20 @@ def harness_axes(backends=None, nets=None, batch_sizes=None, threads=None, envir
             "threads": pick(threads, "threads", default_threads(), int)}
 
 
-def harness_examples(backend: str, batch_size: int, environ=None) -> int:
+def harness_examples(backend: str, batch_size: int, environ=None, base: Optional[int] = None) -> int:
     """Examples timed per call for one grid point: at least one whole minibatch, fewer for projected backends.
 
-    A projected (serial, per-example) backend's time per example does not
-    depend on the batch size, so it may time less than one minibatch.
+    ``base`` (else the environment's PGDBENCH_GRID_EXAMPLES, else HARNESS_EXAMPLES)
+    is the count asked for. A projected (serial, per-example) backend's time per
+    example does not depend on the batch size, so it may time less than one
+    minibatch, and never more than HARNESS_PROJECTED_EXAMPLES.
     """
     import os
 
     from pgdbench import registry
 
     env = os.environ if environ is None else environ
-    base = int(env.get(GRID_ENV["examples"], 0) or HARNESS_EXAMPLES)
+    base = int(base or env.get(GRID_ENV["examples"], 0) or HARNESS_EXAMPLES)
     if registry.get(backend).projected:
         return min(batch_size, HARNESS_PROJECTED_EXAMPLES, base)
     return max(base, batch_size)
@@ -333,8 +335,7 @@ class Workload:
         check_applicable(config)
         self.config = config
         cls = registry.get(config.backend)
-        self.examples = examples or harness_examples(config.backend, config.batch_size)
-        self.projected = True  # a slice, never a whole epoch
+        self.examples = harness_examples(config.backend, config.batch_size, base=examples)
         dtype = np.dtype(DTYPES[config.dtype])
         data = make_synthetic(max(self.examples, config.batch_size), seed=seed)
         self.spec = resolve_net(config.net, None, data.n_features, data.n_classes)

@@ -138,6 +138,14 @@ def test_asv_default_grid_point_counts(monkeypatch):
     assert len(tracks) == 5
 
 
+def test_examples_asked_for_explicitly_or_by_environment_get_the_same_caps():
+    env = {grid.GRID_ENV["examples"]: "512"}
+    for backend, batch in (("python", 64), ("numpy", 32), ("numpy", 1024)):
+        assert grid.harness_examples(backend, batch, base=512, environ={}) == grid.harness_examples(backend, batch, env)
+    assert grid.harness_examples("python", 64, base=512) == grid.HARNESS_PROJECTED_EXAMPLES  # slow backend: capped
+    assert grid.harness_examples("numpy", 1024, base=512) == 1024                            # a whole minibatch
+
+
 def test_projected_backends_are_measured_at_the_largest_batch_size():
     assert grid.projected_once("python", 64, [32, 64]) is None
     assert "measured at batch size 64 only" in grid.projected_once("python", 32, [32, 64])
