@@ -28,4 +28,4 @@ def pytest_addoption(parser):
 def pytest_benchmark_update_machine_info(config, machine_info):
     from pgdbench.machine import benchmark_machine_info
 
-    machine_info["pgdbench"] = benchmark_machine_info()
+    machine_info["pgdbench"] = dict(benchmark_machine_info())  # a copy: the cached one stays as measured

@@ -122,10 +122,9 @@ def numba_threading_layer() -> str | None:
         return f"unknown ({type(exc).__name__}: {exc})"
 
 
+@lru_cache(maxsize=1)
 def benchmark_machine_info() -> dict:
-    """What pytest-benchmark's machine_info lacks: BLAS and its threads, CPU model, GPUs, numba threading layer."""
-    from pgdbench.protocol import usable_cpus
-
-    return {"cpu_model": cpu_model(), "cpus_usable": usable_cpus(), "blas": blas_info(), "gpus": gpu_info(),
-            "numba_threading_layer": numba_threading_layer(), "packages": package_versions(),
-            "git_commit": git_commit()}
+    """What pytest-benchmark's machine_info lacks: :func:`machine_info` (BLAS and its threads, CPU model, threading
+    variables, packages, commit) plus GPUs and the numba threading layer. Computed once per session: the hook
+    that asks for it runs at save and again at compare."""
+    return {**machine_info(), "gpus": gpu_info(), "numba_threading_layer": numba_threading_layer()}
