@@ -143,7 +143,10 @@ def fit(trainer_cls: type, spec: NetSpec, dataset: Dataset, *, epochs: int = 1, 
             if stop_when and stop_when(record):
                 break
         result.params = trainer.get_params()
-        result.test_accuracy = evaluate(trainer, dataset.X_test, dataset.y_test, dataset.n_classes)[1]
+        if test_every_epoch and result.epochs:  # the last epoch's record has it, at these same parameters
+            result.test_accuracy = result.epochs[-1].test_accuracy
+        else:
+            result.test_accuracy = evaluate(trainer, dataset.X_test, dataset.y_test, dataset.n_classes)[1]
         return result
     finally:
         trainer.close()
