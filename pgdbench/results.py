@@ -154,8 +154,11 @@ class NullWriter:
 
 
 def optional_writer(path, command: str, config: dict) -> ResultsWriter | NullWriter:
-    """A ResultsWriter on ``path`` describing this machine, or a NullWriter when ``path`` is None or empty."""
-    if not path:
+    """A ResultsWriter on ``path`` describing this machine, or a NullWriter when ``path`` is None or empty
+    or this process is an MPI rank other than 0 (under mpiexec only rank 0 writes files)."""
+    from pgdbench.mpi import is_root
+
+    if not path or not is_root():
         return NullWriter()
     from pgdbench.machine import machine_info
 

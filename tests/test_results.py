@@ -206,3 +206,15 @@ def test_optional_writer_without_a_path_writes_nothing(tmp_path):
     records = _run(path)
     assert records[0]["config"] == {"epochs": 1} and records[0]["machine"]["cpu_model"]
     assert records[-1]["status"] == "complete"
+
+
+def test_optional_writer_on_an_mpi_rank_other_than_0_writes_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "r.jsonl"
+    monkeypatch.setenv("PMI_RANK", "1")
+    with optional_writer(path, "train", {}) as writer:
+        writer.write({"kind": "epoch"})
+    assert isinstance(writer, NullWriter) and not path.exists()
+    monkeypatch.setenv("PMI_RANK", "0")
+    with optional_writer(path, "train", {}) as writer:
+        writer.write({"kind": "epoch"})
+    assert [r["kind"] for r in _run(path)] == ["run_start", "epoch", "run_end"]

@@ -98,7 +98,7 @@ def run_one(args):
     on_host = mpi.local_size(comm) if size > 1 else 1
     oversubscribed = on_host * args.threads > usable_cpus()
     log = (lambda line: print(line, flush=True)) if root and not args.quiet else None
-    with optional_writer(args.results if root else None, "dbn", record_config(args)) as writer:  # rank 0 writes
+    with optional_writer(args.results, "dbn", record_config(args)) as writer:  # rank 0 writes
         rbms, layers = dbn.pretrain(comm, dataset.X_train if root else None, args.hidden, epochs=args.epochs,
                                     batch_size=args.batch_size, lr=args.lr,
                                     tau=args.tau if args.stop == "convergence" else None, seed=args.seed,

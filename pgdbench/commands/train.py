@@ -39,8 +39,8 @@ def run(args):
     print(f"{dataset.summary()}\nbackend {cls.name} ({cls.parallelism.value}), net {spec.name} "
           f"({spec.n_parameters:,} parameters, {spec.flops_per_example() / 1e6:.2f} MFLOP per example), "
           f"batch {args.batch_size}, lr {args.lr}, threads {args.threads}, {args.dtype}")
-    root = is_root()  # under mpiexec only rank 0 writes files (the other ranks' stdout is silenced by the CLI)
-    with optional_writer(args.results if root else None, "train", record_config(args)) as writer:
+    root = is_root()  # under mpiexec only rank 0 saves (the other ranks' stdout is silenced by the CLI)
+    with optional_writer(args.results, "train", record_config(args)) as writer:
 
         def on_epoch(rec):
             label = " (projected)" if rec.projected else ""

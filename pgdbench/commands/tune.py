@@ -27,15 +27,13 @@ def add_arguments(p):
 def run(args):
     from pgdbench.errors import DivergedError
     from pgdbench.model import DTYPES
-    from pgdbench.mpi import is_root
     from pgdbench.results import optional_writer
     from pgdbench.training import fit
 
     cls, options, dataset, spec = prepare_run(args)
     print(f"tuning {cls.name} on {dataset.summary()}, net {spec.name}, batch {args.batch_size}, {args.epochs} epochs")
     rows = []
-    root = is_root()  # under mpiexec only rank 0 writes files, as in train
-    with optional_writer(args.results if root else None, "tune", record_config(args)) as writer:
+    with optional_writer(args.results, "tune", record_config(args)) as writer:  # rank 0 only, under mpiexec
         for lr in args.grid:
             try:
                 result = fit(cls, spec, dataset, epochs=args.epochs, batch_size=args.batch_size, learning_rate=lr,
