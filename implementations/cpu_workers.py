@@ -21,17 +21,12 @@ from typing import Callable
 import numpy as np
 
 from pgdbench.model import sigmoid_
+from pgdbench.mpi import share
 
 
 def split(n: int, parts: int) -> list[tuple[int, int]]:
     """[start, stop) of ``parts`` contiguous blocks covering range(n); the first n % parts get one extra."""
-    q, r = divmod(n, parts)
-    bounds, start = [], 0
-    for k in range(parts):
-        stop = start + q + (1 if k < r else 0)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
+    return [share(n, k, parts) for k in range(parts)]
 
 
 class WorkerPool:

@@ -200,13 +200,14 @@ def scatter_shards(comm, X: Optional[np.ndarray], seed: int, dtype) -> np.ndarra
     n, d = shape
     if n < size:
         raise UsageError(f"{n} training examples cannot be split over {size} ranks")
-    counts = [share(n, r, size)[1] - share(n, r, size)[0] for r in range(size)]
+    bounds = [share(n, r, size) for r in range(size)]
+    counts = [hi - lo for lo, hi in bounds]
     mine = np.empty((counts[rank], d), dtype)
     if size == 1:
         mine[...] = X
         return mine
     from mpi4py import MPI
-    displs = [share(n, r, size)[0] * d for r in range(size)]
+    displs = [lo * d for lo, _ in bounds]
     send = [X, [c * d for c in counts], displs, MPI.FLOAT if np.dtype(dtype) == np.float32 else MPI.DOUBLE] \
         if rank == 0 else None
     comm.Scatterv(send, mine, root=0)
