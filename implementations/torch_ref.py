@@ -178,17 +178,12 @@ class TorchTrainer(Trainer):
         x, y = self._tensor(X), self._tensor(Y)
         Ws = [w.detach().clone().requires_grad_(True) for w in self.W]
         bs = [b.detach().clone().requires_grad_(True) for b in self.b]
-        before = t.get_num_threads()
-        t.set_num_threads(self.threads)
-        try:
-            with t.enable_grad():
-                a = x
-                for W, b in zip(Ws, bs):
-                    a = t.sigmoid(a @ W + b)
-                loss = 0.5 * ((y - a) ** 2).sum() / x.shape[0]
-                grads = t.autograd.grad(loss, Ws + bs)
-        finally:
-            t.set_num_threads(before)
+        with self._threads(), t.enable_grad():   # enable_grad overrides _threads' no_grad inside
+            a = x
+            for W, b in zip(Ws, bs):
+                a = t.sigmoid(a @ W + b)
+            loss = 0.5 * ((y - a) ** 2).sum() / x.shape[0]
+            grads = t.autograd.grad(loss, Ws + bs)
         k = len(Ws)
         to_np = lambda g: g.detach().cpu().numpy()  # noqa: E731
         return float(loss.item()), Parameters([to_np(g) for g in grads[:k]], [to_np(g) for g in grads[k:]])
