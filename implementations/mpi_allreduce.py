@@ -35,7 +35,6 @@ parameter copy per step, and is exact: the kit's checks cover it.
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 import sys
 
@@ -63,7 +62,7 @@ def mpi_availability():
     missing = module_missing("mpi4py")
     if missing:
         return missing
-    if any(name in os.environ for name in ("PMI_RANK", "PMI_FD", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")):
+    if mpi.launched():
         return AVAILABLE
     probe = subprocess.run([sys.executable, "-c", "from mpi4py import MPI; MPI.Get_library_version()"],
                            capture_output=True, text=True, timeout=60)

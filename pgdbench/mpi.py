@@ -37,6 +37,11 @@ def _env_int(names) -> Optional[int]:
     return None
 
 
+def launched() -> bool:
+    """Whether mpiexec (or another PMI/PMIx launcher) started this process."""
+    return any(name in os.environ for name in (*_RANK_VARS, "PMI_FD"))
+
+
 def launched_rank() -> int:
     """This process's rank in the job that launched it (0 when not launched by mpiexec)."""
     return _env_int(_RANK_VARS) or 0
@@ -135,7 +140,6 @@ def run_job(ranks: int, make_argv, *, hostfile: Optional[str] = None, timeout: O
     ``make_argv(path)`` gives the pgdbench arguments that write to ``path``. Returns the records
     the job wrote (whatever it managed to write if it failed) and why it failed ('' if it did not).
     """
-    import os
     import subprocess
     import tempfile
 
