@@ -24,7 +24,7 @@ import math
 from operator import mul
 
 __all__ = [
-    "zeros", "zeros_matrix", "copy_matrix", "dot", "matvec", "vecmat", "add_outer_inplace", "axpy_inplace",
+    "zeros", "zeros_matrix", "dot", "matvec", "vecmat", "add_outer_inplace", "axpy_inplace",
     "scale_inplace", "add", "sub", "hadamard", "sigmoid", "sigmoid_prime_from_output", "sum_of_squares",
 ]
 
@@ -35,10 +35,6 @@ def zeros(n: int) -> list:
 
 def zeros_matrix(rows: int, cols: int) -> list:
     return [[0.0] * cols for _ in range(rows)]
-
-
-def copy_matrix(M: list) -> list:
-    return [list(row) for row in M]
 
 
 def dot(u: list, v: list) -> float:

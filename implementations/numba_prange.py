@@ -201,7 +201,7 @@ class NumbaTrainer(Trainer):
         n = len(X)
         X = np.ascontiguousarray(X, dtype=self.dtype)
         Y = np.ascontiguousarray(Y, dtype=self.dtype)
-        out = self.predict(X)  # the loss from the same compiled forward pass
+        out = self.predict(X)  # the loss from the compiled forward pass (GRADIENTS repeats it: checks only)
         self._ensure_buffers(n)
         self._private_sums(min(self.threads, n))
         with self._threads():
