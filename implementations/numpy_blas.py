@@ -85,14 +85,14 @@ class NumpyBlasTrainer(Trainer):
         self.Y = np.ascontiguousarray(Y, dtype=self.dtype)
 
     # -- the step ---------------------------------------------------------
-    def _by_rows(self, fn, *arrays) -> None:
-        """fn(*arrays), or fn on each thread's block of their rows when they are large enough."""
+    def _by_rows(self, fn, arrays, *shared) -> None:
+        """fn(*arrays, *shared), or fn on each thread's block of the arrays' rows when they are large enough."""
         threads = self._pool.size
         if threads == 1 or arrays[0].size < SPLIT_MIN_ELEMENTS_PER_THREAD * threads:
-            fn(*arrays)
+            fn(*arrays, *shared)
             return
         blocks = split(len(arrays[0]), threads)
-        self._pool.run(lambda k: fn(*(a[blocks[k][0]:blocks[k][1]] for a in arrays)))
+        self._pool.run(lambda k: fn(*(a[blocks[k][0]:blocks[k][1]] for a in arrays), *shared))
 
     def _forward(self, x: np.ndarray) -> list[np.ndarray]:
         """Activations of every layer for the rows of ``x``, in the preallocated buffers."""
@@ -101,12 +101,12 @@ class NumpyBlasTrainer(Trainer):
         for W, b, buf in zip(self.W, self.b, self._act):
             z = buf[:n]
             np.matmul(acts[-1], W, out=z)
-            self._by_rows(lambda rows: sigmoid_(rows, b), z)     # a = σ(z + b), in place
+            self._by_rows(sigmoid_, (z,), b)    # a = σ(z + b), in place
             acts.append(z)
         return acts
 
     def _times_sigmoid_prime(self, d: np.ndarray, a: np.ndarray) -> None:
-        self._by_rows(_times_sigmoid_prime, d, a, self._scratch[: a.shape[0], : a.shape[1]])
+        self._by_rows(_times_sigmoid_prime, (d, a, self._scratch[: a.shape[0], : a.shape[1]]))
 
     def _deltas(self, acts, y, scale=1.0) -> list[np.ndarray]:
         """``scale`` · δ_l of every layer, computed with the current weights."""
