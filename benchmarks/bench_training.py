@@ -30,8 +30,8 @@ prefer_sleeping_blas_threads()  # before NumPy loads, as the pgdbench command do
 
 import itertools  # noqa: E402
 
-from pgdbench.grid import (Config, NotApplicable, Workload, harness_axes, harness_configs, harness_record,  # noqa: E402
-                           harness_speedups, headline_axes, projected_once)
+from pgdbench.grid import (Config, NotApplicable, Workload, add_speedups, harness_axes,  # noqa: E402
+                           harness_configs, harness_record, headline_axes, projected_once)
 
 _AXES = harness_axes()
 _HEADLINE = headline_axes(_AXES)
@@ -107,7 +107,9 @@ class TrackTraining:
         points = [Config(b, n, int(bs), int(t)) for b, n, bs, t in itertools.product(*HEADLINE_PARAMS)]
         # the points themselves too: one that cannot run gets its record (skipped, with the reason) here
         configs = dict.fromkeys(harness_configs(_HEADLINE) + points)
-        return harness_speedups({c: harness_record(c) for c in configs})
+        records = {c: harness_record(c) for c in configs}
+        add_speedups(list(records.values()))  # slices of different sizes compare through seconds_per_epoch
+        return records
 
     def setup(self, cache, backend, net, batch_size, threads):
         record = cache.get(Config(backend, net, int(batch_size), int(threads)))

@@ -435,19 +435,3 @@ def harness_configs(axes: dict) -> list[Config]:
     thread and its serial counterpart at 1 thread, for its speedups), less the repeats of projected backends."""
     configs = expand(axes["backends"], axes["nets"], axes["batch_sizes"], axes["threads"])
     return [c for c in configs if not projected_once(c.backend, c.batch_size, axes["batch_sizes"])]
-
-
-def harness_speedups(records: dict) -> dict:
-    """Add speedup_vs_serial / speedup_vs_1thread to records keyed by Config (same slice sizes compared)."""
-    for config, r in records.items():
-        if r.get("status") != "ok":
-            continue
-        serial = records.get(Config(r["serial_counterpart"], config.net, config.batch_size, 1, config.dtype))
-        one = records.get(Config(config.backend, config.net, config.batch_size, 1, config.dtype, config.options))
-        # per-example times: the serial counterpart may have timed a different number of examples
-        per_ex = r["seconds"] / r["examples_timed"]
-        r["speedup_vs_serial"] = (serial["seconds"] / serial["examples_timed"] / per_ex
-                                  if serial and serial.get("status") == "ok" else None)
-        r["speedup_vs_1thread"] = (one["seconds"] / one["examples_timed"] / per_ex
-                                   if one and one.get("status") == "ok" else None)
-    return records
