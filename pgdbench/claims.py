@@ -16,6 +16,8 @@ import math
 import statistics
 from collections import defaultdict
 
+from pgdbench.grid import options_text
+
 FLAT = 1.5  # max/min time per epoch across batch sizes still called "flat"
 
 
@@ -23,7 +25,7 @@ def _series(rows, pred):
     out = defaultdict(list)
     for r in rows:
         if r.get("seconds_per_epoch") and pred(r):
-            opts = ",".join(f"{k}={v}" for k, v in sorted((r.get("options") or {}).items()))
+            opts = options_text(r.get("options"))
             out[(r["backend"], r["net"], r["threads"], opts)].append(r)
     return {k: sorted(v, key=lambda r: r["batch_size"]) for k, v in out.items() if len({r["batch_size"] for r in v}) > 1}
 

@@ -41,7 +41,7 @@ class Config:
         return dict(self.options)
 
     def label(self) -> str:
-        opts = ",".join(f"{k}={v}" for k, v in self.options)
+        opts = options_text(self.options_dict)
         return f"{self.backend}[{self.net},B={self.batch_size},T={self.threads},{self.dtype}{',' + opts if opts else ''}]"
 
 
@@ -175,6 +175,11 @@ def add_speedups(records: list[dict]) -> list[dict]:
 
 def _opts(record: dict) -> tuple:
     return tuple(sorted((record.get("options") or {}).items()))
+
+
+def options_text(options) -> str:
+    """``k1=v1,k2=v2`` of an options dict (or None), sorted by key: how options appear in labels and tables."""
+    return ",".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
 
 
 def best_of(values: list[float]) -> float:

@@ -12,6 +12,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from pgdbench.grid import options_text
+
 NET_TITLES = {"net1h": "Net-1h (784-1024-10)", "net2h": "Net-2h (784-1024-1024-10)"}
 #: The paper's figure numbers (seed 000) for each figure kind and net.
 PAPER_FIGURES = {("tpe", "net1h"): 5, ("gflops", "net1h"): 6, ("tpe", "net2h"): 7, ("gflops", "net2h"): 8,
@@ -135,7 +137,7 @@ def thread_scaling(rows, title: str, caption: str, path: Path) -> Path | None:
     groups = defaultdict(list)
     for r in rows:
         if r.get("seconds_per_epoch"):
-            opts = ",".join(f"{k}={v}" for k, v in sorted((r.get("options") or {}).items()))
+            opts = options_text(r.get("options"))
             groups[(r["backend"], r["net"], r["batch_size"], opts)].append(r)
     lines = {k: sorted(v, key=lambda r: r["threads"]) for k, v in groups.items()
              if len({r["threads"] for r in v}) > 1 and any(r["threads"] == 1 for r in v)}

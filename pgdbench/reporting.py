@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgdbench.errors import DataError
+from pgdbench.grid import options_text
 
 
 @dataclass
@@ -318,7 +319,7 @@ def _fill_speedups(rows: list) -> None:
 
 
 def series_label(r: dict) -> str:
-    opts = ",".join(f"{k}={v}" for k, v in sorted((r.get("options") or {}).items()))
+    opts = options_text(r.get("options"))
     return f"{r['backend']} T={r['threads']}" + (f" [{opts}]" if opts else "")
 
 
@@ -406,6 +407,6 @@ def _dbn_points(records: list) -> list:
 
 def mpi_series_label(r: dict) -> str:
     """An mpi-bench configuration without its batch size and rank count."""
-    opts = ",".join(f"{k}={v}" for k, v in sorted((r.get("options") or {}).items()))
+    opts = options_text(r.get("options"))
     return (f"{r['backend']} {r['net']} {r.get('threads', 1)} thread(s)/rank {r.get('dtype') or 'float32'}"
             + (f" [{opts}]" if opts else ""))

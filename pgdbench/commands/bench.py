@@ -110,17 +110,16 @@ def print_table(records):
 
 def print_best_options(records):
     """Where one point was measured under several option sets (a sweep), name the fastest."""
-    from pgdbench.grid import best_options
+    from pgdbench.grid import best_options, options_text
 
     best = best_options(records)
     if best:
         print("\nbest option set per point (from -o KEY=V1,V2 sweeps):")
     for r in best:
-        opts = ",".join(f"{k}={v}" for k, v in sorted(r["options"].items())) or "defaults"
+        opts = options_text(r["options"]) or "defaults"
         meta = r.get("backend_metadata") or {}
         split = (f" (split {meta['example_workers']}×{meta['blas_threads']}: example workers × BLAS threads)"
                  if "example_workers" in meta and "blas_threads" in meta else "")
-        others = "; ".join(f"{','.join(f'{k}={v}' for k, v in sorted(a['options'].items()))} "
-                           f"{a['seconds_per_epoch']:.3f}" for a in r["alternatives"])
+        others = "; ".join(f"{options_text(a['options'])} {a['seconds_per_epoch']:.3f}" for a in r["alternatives"])
         print(f"  {r['backend']} {r['net']} B={r['batch_size']} T={r['threads']} {r['dtype']}: {opts}{split} "
               f"{r['seconds_per_epoch']:.3f} s/epoch (others: {others})")
