@@ -301,24 +301,22 @@ def headline_axes(axes: dict) -> dict:
     return {**axes, "batch_sizes": [max(axes["batch_sizes"])]}
 
 
-def check_applicable(config: Config) -> None:
-    """Raise :class:`NotApplicable` with the reason if ``config`` cannot run here."""
+def check_applicable(config: Config) -> type:
+    """The backend class of ``config``; raises :class:`NotApplicable` with the reason if it cannot run here."""
     from pgdbench import registry
     from pgdbench.protocol import check_threads
 
     try:
-        cls = registry.get(config.backend)
+        cls = registry.get_available(config.backend)
     except PgdbenchError as exc:
         raise NotApplicable(str(exc)) from None
-    avail = registry.entry(config.backend).availability()
-    if not avail:
-        raise NotApplicable(f"{config.backend} unavailable: {avail.reason}")
     if not cls.uses_threads and config.threads != 1:
         raise NotApplicable(f"{config.backend} is serial: threads={config.threads} does not apply")
     try:
         check_threads(config.threads, cls.uses_threads, config.backend)
     except PgdbenchError as exc:
         raise NotApplicable(str(exc)) from None
+    return cls
 
 
 class Workload:
@@ -333,13 +331,11 @@ class Workload:
 
     def __init__(self, config: Config, examples: Optional[int] = None, *, learning_rate: float = 0.1,
                  seed: int = 0, warmup_batches: int = 2):
-        from pgdbench import registry
         from pgdbench.data.synthetic import make_synthetic
         from pgdbench.model import DTYPES, epoch_order, glorot_uniform, resolve_net
 
-        check_applicable(config)
+        cls = check_applicable(config)
         self.config = config
-        cls = registry.get(config.backend)
         self.examples = harness_examples(config.backend, config.batch_size, base=examples)
         dtype = np.dtype(DTYPES[config.dtype])
         data = make_synthetic(max(self.examples, config.batch_size), seed=seed)
