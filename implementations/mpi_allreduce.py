@@ -110,18 +110,13 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
         if self.size > 1:
             self._sync_params_from_root()
         shapes = [w.shape for w in self.W] + [b.shape for b in self.b]
+        # the step's gradient buffers are views of one flat array: one Allreduce sums them all
         self._grad_flat, views = flat_views(shapes, self.dtype)
-        self._flat_weight_grad, self._flat_bias_grad = views[:len(self.W)], views[len(self.W):]
+        self._weight_grad, self._bias_grad = views[:len(self.W)], views[len(self.W):]
 
     def _sync_params_from_root(self):
         for a in self.W + self.b:
             self.comm.Bcast(a, root=0)
-
-    def _ensure_buffers(self, batch_size):
-        # a rank only ever holds its slice of a minibatch, but predict() and
-        # loss_and_gradients() use the same buffers for whole batches
-        super()._ensure_buffers(batch_size)
-        self._weight_grad, self._bias_grad = self._flat_weight_grad, self._flat_bias_grad
 
     def load_data(self, X, Y):
         super().load_data(X, Y)
@@ -140,14 +135,7 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
             for mine, theirs in zip(self._weight_grad + self._bias_grad, mean.weights + mean.biases):
                 np.multiply(theirs, scale, out=mine)
         elif n:
-            x, y = self._x[:n], self._y[:n]
-            np.take(self.X, idx, axis=0, out=x)
-            np.take(self.Y, idx, axis=0, out=y)
-            acts = self._forward(x)
-            deltas = self._deltas(acts, y, learning_rate / batch)   # B: the whole minibatch, not this slice
-            for layer, d in enumerate(deltas):
-                np.matmul(acts[layer].T, d, out=self._weight_grad[layer])
-                np.add.reduce(d, axis=0, out=self._bias_grad[layer])
+            self._gradient(idx, learning_rate / batch)   # B: the whole minibatch, not this slice
         else:                                   # fewer examples than ranks: contribute nothing
             self._grad_flat.fill(0)
         if self.size > 1:

@@ -62,6 +62,8 @@ class NumpyBlasTrainer(Trainer):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
         self.W = [np.array(w, dtype=self.dtype, order="C") for w in params.weights]
         self.b = [np.array(b, dtype=self.dtype) for b in params.biases]
+        self._weight_grad = [np.empty(shape, self.dtype) for shape in spec.shapes]   # (η/B)·Σ∇, any batch size
+        self._bias_grad = [np.empty(n, self.dtype) for n in spec.layers[1:]]
         self._capacity = 0
         self._pool = WorkerPool(self.threads, "pgdbench-numpy")   # size 1: no thread at all
 
@@ -75,8 +77,6 @@ class NumpyBlasTrainer(Trainer):
         self._act = [np.empty((batch_size, n), self.dtype) for n in widths[1:]]
         self._delta = [np.empty((batch_size, n), self.dtype) for n in widths[1:]]
         self._scratch = np.empty((batch_size, max(widths[1:])), self.dtype)
-        self._bias_grad = [np.empty(n, self.dtype) for n in widths[1:]]
-        self._weight_grad = [np.empty(shape, self.dtype) for shape in self.spec.shapes]
         self._capacity = batch_size
 
     def load_data(self, X, Y):
@@ -125,19 +125,22 @@ class NumpyBlasTrainer(Trainer):
             deltas[layer - 1] = below
         return deltas
 
-    def _step(self, idx: np.ndarray, learning_rate: float) -> None:
+    def _gradient(self, idx: np.ndarray, scale: float) -> None:
+        """_weight_grad, _bias_grad ← scale · Σ_{i ∈ idx} ∇(½‖y_i − a_L(x_i)‖²) at the current parameters."""
         n = len(idx)
         x, y = self._x[:n], self._y[:n]
         np.take(self.X, idx, axis=0, out=x)
         np.take(self.Y, idx, axis=0, out=y)
         acts = self._forward(x)
-        deltas = self._deltas(acts, y, learning_rate / n)   # (η/B)·δ; all first: they need the old weights
-        for layer, (W, b, d) in enumerate(zip(self.W, self.b, deltas)):
-            gW = self._weight_grad[layer]
-            np.matmul(acts[layer].T, d, out=gW)  # (η/B)·Σ_i a_{l-1} δ_lᵀ
+        deltas = self._deltas(acts, y, scale)    # all first: they need the old weights
+        for layer, d in enumerate(deltas):
+            np.matmul(acts[layer].T, d, out=self._weight_grad[layer])  # scale·Σ_i a_{l-1} δ_lᵀ
+            np.add.reduce(d, axis=0, out=self._bias_grad[layer])
+
+    def _step(self, idx: np.ndarray, learning_rate: float) -> None:
+        self._gradient(idx, learning_rate / len(idx))                  # (η/B)·Σ∇
+        for W, gW, b, gb in zip(self.W, self._weight_grad, self.b, self._bias_grad):
             W -= gW
-            gb = self._bias_grad[layer]
-            np.add.reduce(d, axis=0, out=gb)
             b -= gb
 
     def train_epoch(self, order, batch_size, learning_rate, progress=None):
