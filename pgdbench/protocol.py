@@ -182,6 +182,11 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def max_threads() -> int:
+    """The most threads (or replicas) a run may use: PGDBENCH_MAX_THREADS if set, else the usable CPUs."""
+    return int(os.environ.get("PGDBENCH_MAX_THREADS", 0)) or usable_cpus()
+
+
 def check_threads(threads, uses_threads: bool, name: str) -> int:
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
         raise UsageError(f"threads must be an integer, got {threads!r}")
@@ -190,7 +195,7 @@ def check_threads(threads, uses_threads: bool, name: str) -> int:
         raise UsageError(f"threads must be at least 1, got {threads}")
     if not uses_threads and threads != 1:
         raise UsageError(f"backend {name!r} is serial: it takes threads=1 only, got {threads}")
-    limit = int(os.environ.get("PGDBENCH_MAX_THREADS", 0)) or usable_cpus()
+    limit = max_threads()
     if threads > limit:
         raise UsageError(
             f"{threads} threads is more than the {limit} CPUs this process may use; "

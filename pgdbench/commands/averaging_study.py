@@ -15,7 +15,6 @@ Example: pgdbench averaging-study --data-dir ../shared/data/mnist
 """
 from __future__ import annotations
 
-import os
 
 from pgdbench.commands.common import (add_data_arguments, int_list, load_data, positive_float, positive_int,
                                       record_config, table)
@@ -25,9 +24,9 @@ HELP = "seed 003: accuracy and time vs number of weight-averaged replicas (avera
 
 def default_replicas() -> list[int]:
     """1, 2, 4, ... up to the thread limit (PGDBENCH_MAX_THREADS, else the usable CPUs)."""
-    from pgdbench.protocol import usable_cpus
+    from pgdbench.protocol import max_threads
 
-    limit = int(os.environ.get("PGDBENCH_MAX_THREADS", 0)) or usable_cpus()
+    limit = max_threads()
     out, n = [], 1
     while n <= limit:
         out.append(n)
