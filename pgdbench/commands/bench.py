@@ -45,9 +45,9 @@ def add_arguments(p):
 
 def run(args):
     from pgdbench import registry
-    from pgdbench.grid import add_speedups, expand, measure, option_grid
+    from pgdbench.grid import add_speedups, default_threads, expand, measure, option_grid
     from pgdbench.machine import machine_info
-    from pgdbench.protocol import check_threads, usable_cpus
+    from pgdbench.protocol import check_threads
     from pgdbench.results import ResultsWriter
 
     backends = args.backend or ["numpy"]
@@ -55,7 +55,7 @@ def run(args):
         backends = registry.names()
     for b in backends:
         registry.get(b)
-    threads = args.threads or sorted({1, usable_cpus()})
+    threads = args.threads or default_threads()
     for t in threads:
         check_threads(t, True, "bench")
     options = parse_options(args.option)
