@@ -190,7 +190,8 @@ def _judge(results):
     return "; ".join(t for t, _ in results), f"cannot decide ({results[0][1]})"
 
 
-def _pct(x):
+def pct(x) -> str:
+    """A fraction as a percentage with one decimal, or "-" when there is none (claims and report tables)."""
     return "-" if x is None else f"{x:.1%}"
 
 
@@ -249,7 +250,7 @@ def claim_replica_accuracy(data):
         if len(acc) < 2:
             continue
         ns = sorted(acc)
-        results.append((f"{name}: " + " → ".join(f"{_pct(acc[n])} at n={n}" for n in ns), acc[ns[-1]] < acc[ns[0]]))
+        results.append((f"{name}: " + " → ".join(f"{pct(acc[n])} at n={n}" for n in ns), acc[ns[-1]] < acc[ns[0]]))
     if not results:
         return "needs pgdbench averaging-study (or bench of a replica backend) at several replica counts", \
             "not measured"
@@ -265,7 +266,7 @@ def claim_sum_beats_average(data):
             if ("sum", n) in acc and ("average", n) in acc:
                 gain = acc[("sum", n)] - acc[("average", n)]
                 flags.append(gain >= SUM_GAIN)
-                gains.append(f"n={n}: {_pct(acc[('sum', n)])} vs {_pct(acc[('average', n)])} "
+                gains.append(f"n={n}: {pct(acc[('sum', n)])} vs {pct(acc[('average', n)])} "
                              f"({100 * gain:+.1f} points)")
         if gains:
             parts.append(f"{name}: " + ", ".join(gains))
@@ -338,7 +339,7 @@ def claim_dbn_error_cost(data):
             continue
         rule = "convergence rule" if pts[0]["stop"] == "convergence" else "fixed epochs"
         first, last = pts[0], pts[-1]
-        text = f"{pts[0]['name']}, {rule}: " + " → ".join(f"{_pct(p['test_error'])} at {p['ranks']}" for p in pts) \
+        text = f"{pts[0]['name']}, {rule}: " + " → ".join(f"{pct(p['test_error'])} at {p['ranks']}" for p in pts) \
             + " rank(s)"
         if len(pts) < 2:
             results.append((text, "one rank count"))

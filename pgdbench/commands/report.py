@@ -184,6 +184,7 @@ def markdown(data, figures, title) -> str:
 
 def study_tables(data) -> list[str]:
     """Markdown tables of the averaging study, the MPI runs and the DBN runs (what the claims were computed from)."""
+    from pgdbench.claims import pct
     from pgdbench.commands.common import fmt
     from pgdbench.reporting import mpi_series_label
 
@@ -198,7 +199,7 @@ def study_tables(data) -> list[str]:
             if p["ok"] < p["runs"]:
                 note = ", ".join(filter(None, [note, f"{p['runs'] - p['ok']} diverged"]))
             lines.append(f"| {p['study']} | {p['combine']} | {p['replicas']} | {p['examples']} | "
-                         f"{_pct(p['val_accuracy'])} | {_pct(p['test_accuracy'])} | {fmt(p['seconds_per_epoch'])} | "
+                         f"{pct(p['val_accuracy'])} | {pct(p['test_accuracy'])} | {fmt(p['seconds_per_epoch'])} | "
                          f"{fmt(p['speedup'])} | {p['ok']}/{p['runs']} | {note} |")
         lines.append("")
     if data.mpi:
@@ -212,7 +213,7 @@ def study_tables(data) -> list[str]:
                          f"{fmt(r.get('seconds_per_epoch'))}{'*' if r.get('projected') else ''} | "
                          f"{fmt(r.get('gflops'))} | {fmt(r.get('speedup_vs_1rank'))} | "
                          f"{'-' if eff is None else format(eff, '.0%')} | {'yes' if r.get('oversubscribed') else ''} "
-                         f"| {_pct(r.get('test_accuracy'))} |")
+                         f"| {pct(r.get('test_accuracy'))} |")
         lines.append("")
     if data.dbn:
         lines += ["## Deep Belief Network over MPI ranks (seed 004, `pgdbench dbn`)", "",
@@ -221,10 +222,8 @@ def study_tables(data) -> list[str]:
                   "|---|---|---|---|---|---|---|---|"]
         for p in data.dbn:
             lines.append(f"| {p['setup']} | {p['ranks']} | {p['runs']} | {fmt(p['rbm_seconds'])} | {p['epochs']} | "
-                         f"{fmt(p.get('speedup'))} | {_pct(p.get('test_error'))} | {p['over']} |")
+                         f"{fmt(p.get('speedup'))} | {pct(p.get('test_error'))} | {p['over']} |")
         lines.append("")
     return lines
 
 
-def _pct(x) -> str:
-    return "-" if x is None else f"{x:.1%}"
