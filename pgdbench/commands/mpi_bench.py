@@ -134,7 +134,7 @@ def run_parent(args):
                     print(f"[ranks={k}] MPI job failed: {failure}", file=sys.stderr, flush=True)
     finally:  # an interrupted run still shows what it measured
         if records:
-            print(table(add_rank_speedups(records), COLUMNS))
+            print(table(table_rows(records), COLUMNS))
             if any(r.get("oversubscribed") for r in records):
                 print("oversubscribed: more ranks × threads than CPUs on a host; those times measure contention")
     return 0
@@ -167,18 +167,24 @@ def add_rank_speedups(records: list[dict]) -> list[dict]:
                 json.dumps(r.get("options") or {}, sort_keys=True))
 
     one = {key(r): r for r in ok if r["ranks"] == 1}
-    rows = []
     for r in ok:
         base = one.get(key(r))
-        row = dict(r)
-        row["speedup_vs_1rank"] = base["seconds_per_epoch"] / r["seconds_per_epoch"] if base else None
-        row["parallel_efficiency"] = row["speedup_vs_1rank"] / r["ranks"] if base else None
-        r.update(speedup_vs_1rank=row["speedup_vs_1rank"], parallel_efficiency=row["parallel_efficiency"])
-        row["tpe"] = f"{r['seconds_per_epoch']:.3f}{'*' if r.get('projected') else ''}"
-        row["eff"] = f"{row['parallel_efficiency']:.0%}" if base else "-"
-        row["over"] = "yes" if r.get("oversubscribed") else ""
-        row["acc"] = f"{r['test_accuracy']:.1%}" if r.get("test_accuracy") is not None else "-"
-        rows.append(row)
+        speedup = base["seconds_per_epoch"] / r["seconds_per_epoch"] if base else None
+        r.update(speedup_vs_1rank=speedup, parallel_efficiency=speedup / r["ranks"] if base else None)
+    return records
+
+
+def table_rows(records: list[dict]) -> list[dict]:
+    """The successful records (speedups already added) with the table's formatted cells."""
+    rows = []
+    for r in records:
+        if r.get("status") != "ok":
+            continue
+        eff = r.get("parallel_efficiency")
+        rows.append({**r, "tpe": f"{r['seconds_per_epoch']:.3f}{'*' if r.get('projected') else ''}",
+                     "eff": f"{eff:.0%}" if eff is not None else "-",
+                     "over": "yes" if r.get("oversubscribed") else "",
+                     "acc": f"{r['test_accuracy']:.1%}" if r.get("test_accuracy") is not None else "-"})
     return rows
 
 
