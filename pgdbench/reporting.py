@@ -365,11 +365,7 @@ def _replica_points(records: list) -> list:
     for label in sorted({replica_study_label(r) for r in records}):
         recs = [r for r in records if replica_study_label(r) == label]
         rules = sorted({r["combine"] for r in recs if r["replicas"] > 1}) or ["average"]
-        runs = {}
-        for r in recs:  # one replica is plain minibatch GD: the baseline of every rule
-            for rule in (rules if r["replicas"] == 1 else [r["combine"]]):
-                runs.setdefault((r["replicas"], rule), []).append(r)
-        for row in summarise(runs, rules):
+        for row in summarise(recs, rules):
             r0 = recs[0]
             points.append({"study": label, "dataset": r0.get("dataset"),
                            "name": f"{'-'.join(map(str, r0.get('layers') or []))} {r0.get('dataset')} "

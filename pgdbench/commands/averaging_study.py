@@ -78,7 +78,7 @@ def run(args):
           f"{args.epochs} epoch(s), combine every {args.sync_every or 'epoch'}"
           f"{' minibatches' if args.sync_every else ''}, seeds {args.seeds}, {cpus} usable CPUs", flush=True)
     config = record_config(args, "seed")
-    runs: dict[tuple, list[dict]] = {}
+    done: list[dict] = []
     with ResultsWriter(args.results, "averaging-study", machine_info(), config) as writer:
         for n in replicas:
             for combine in (["average"] if n == 1 else combines):  # one replica: both rules are the identity
@@ -101,12 +101,11 @@ def run(args):
                     except DivergedError as exc:
                         rec.update(status="diverged", reason=str(exc))
                     writer.write(rec)
-                    for c in ([combine] if n > 1 else combines):
-                        runs.setdefault((n, c), []).append(rec)
+                    done.append(rec)
                     print(f"replicas {n:3d}  {rec['combine']:16s} seed {seed}: " + (
                         f"val acc {rec['val_accuracy']:.2%}, {rec['seconds_per_epoch']:.3f} s/epoch"
                         if rec["status"] == "ok" else rec["status"]), flush=True)
-    rows = summarise(runs, combines)
+    rows = summarise(done, combines)
     print(table(rows, [("combine", "combine"), ("replicas", "replicas"), ("examples", "examples/replica"),
                        ("val", "val acc"), ("test", "test acc"), ("tpe", "s/epoch"), ("speedup", "vs 1 replica"),
                        ("note", "note")]))
@@ -114,12 +113,17 @@ def run(args):
     return 0
 
 
-def summarise(runs: dict, combines: list[str]) -> list[dict]:
+def summarise(records: list[dict], combines: list[str]) -> list[dict]:
     """One row per rule × replica count: means over the seeds that finished (numbers, and text for the table).
 
-    ``runs`` maps (replicas, rule) to the study's records; the 1-replica records belong to every rule.
+    ``records`` are one study's runs; a 1-replica run is plain minibatch GD, the baseline of every rule.
     `pgdbench report` summarises results files with it too.
     """
+    runs = {}
+    for r in records:
+        for rule in (combines if r["replicas"] == 1 else [r["combine"]]):
+            runs.setdefault((r["replicas"], rule), []).append(r)
+
     def mean(values):
         values = [v for v in values if v is not None]
         return sum(values) / len(values) if values else None
