@@ -211,9 +211,10 @@ def tta_curves(runs, title: str, caption: str, path: Path) -> Path | None:
     return _finish(fig, caption, path)
 
 
-def _rank_axis(ax, counts, label):
+def _log2_axis(ax, ticks, label):
+    """A log2 x axis with exactly ``ticks`` labelled in plain numbers (ranks, batch sizes)."""
     ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(counts))
+    ax.set_xticks(sorted(ticks))
     ax.get_xaxis().set_major_formatter(_plain_formatter())
     ax.get_xaxis().set_minor_formatter(_blank_formatter())
     ax.set_xlabel(label)
@@ -258,8 +259,8 @@ def replica_study(points, title: str, caption: str, path: Path) -> Path | None:
     ideal = sorted(counts)
     ax2.plot(ideal, ideal, color="0.5", linestyle=":", label="ideal (linear)")
     ax2.axhline(1.0, color="0.4", linewidth=0.8)
-    _rank_axis(ax1, counts, "replicas n (one thread each; each trains on 1/n of the examples)")
-    _rank_axis(ax2, counts, "replicas n (one thread each)")
+    _log2_axis(ax1, counts, "replicas n (one thread each; each trains on 1/n of the examples)")
+    _log2_axis(ax2, counts, "replicas n (one thread each)")
     ax1.set_ylabel("test accuracy (%)")
     ax2.set_ylabel("speedup of the epoch over one replica (×)")
     ax1.set_title("accuracy")
@@ -296,7 +297,7 @@ def dbn_scaling(points, title: str, caption: str, path: Path, exponent: float = 
             done = [p for p in pts if p.get("test_error") is not None]
             if done:
                 _line(axes[0][1], done, "ranks", "test_error", colors[setup], names[setup], scale=100)
-    _rank_axis(ax1, counts, "MPI ranks")
+    _log2_axis(ax1, counts, "MPI ranks")
     ax1.set_yscale("log")
     ax1.get_yaxis().set_major_formatter(_plain_formatter())
     seconds = [p["rbm_seconds"] for p in points]
@@ -306,7 +307,7 @@ def dbn_scaling(points, title: str, caption: str, path: Path, exponent: float = 
     _legend_with_hollow(ax1)
     if errors:
         ax2 = axes[0][1]
-        _rank_axis(ax2, counts, "MPI ranks")
+        _log2_axis(ax2, counts, "MPI ranks")
         ax2.set_ylabel("classification error on the test split after fine-tuning (%)")
         ax2.set_ylim(bottom=0)
         ax2.set_title("classification error")
@@ -342,15 +343,10 @@ def mpi_efficiency(records, title: str, caption: str, path: Path, target: float 
     ax.axhline(100, color="0.5", linestyle=":", label="ideal")
     if target:
         ax.axhline(100 * target, color="0.3", linestyle="--", linewidth=0.8, label=f"target {target:.0%}")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted({r["batch_size"] for r in records}))
-    ax.get_xaxis().set_major_formatter(_plain_formatter())
-    ax.get_xaxis().set_minor_formatter(_blank_formatter())
+    _log2_axis(ax, {r["batch_size"] for r in records}, "batch size (examples per minibatch, split over the ranks)")
     ax.set_ylim(0, 110)
-    ax.set_xlabel("batch size (examples per minibatch, split over the ranks)")
     ax.set_ylabel("parallel efficiency: speedup over 1 rank ÷ ranks (%)")
     ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="best", title="dashed: oversubscribed" if any_over else None, title_fontsize=7)
     return _finish(fig, caption, path)
 
