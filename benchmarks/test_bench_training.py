@@ -15,7 +15,7 @@ while discovering its own benchmarks, and its environments have no pytest.
 """
 import math
 
-from pgdbench.grid import Config, NotApplicable, Workload, expand, harness_axes, projected_once
+from pgdbench.grid import Config, NotApplicable, Workload, harness_axes, harness_configs
 
 _PER_EXAMPLE = {}  # Config -> median seconds per example, for speedups within one session
 
@@ -33,8 +33,7 @@ def pytest_generate_tests(metafunc):
     opt = metafunc.config.getoption
     axes = harness_axes(_split(opt("--backend")), _split(opt("--net")), _split(opt("--batch-size"), int),
                         _split(opt("--threads"), int))
-    configs = expand(axes["backends"], axes["nets"], axes["batch_sizes"], axes["threads"])
-    metafunc.config._pgdbench_batch_sizes = axes["batch_sizes"]
+    configs = harness_configs(axes)  # a projected backend only at the largest batch size (its time is per example)
     # 1-thread points first (serial counterparts before the others), so speedups can be computed as we go
     serials = {c.backend for c in configs if c.threads == 1}
     configs.sort(key=lambda c: (c.threads != 1, c.backend not in serials, c.net, c.batch_size))
@@ -47,9 +46,6 @@ def test_train_slice(benchmark, request, backend, net, batch_size, threads):
     import pytest
 
     config = Config(backend, net, batch_size, threads)
-    once = projected_once(backend, batch_size, getattr(request.config, "_pgdbench_batch_sizes", [batch_size]))
-    if once:
-        pytest.skip(once)
     try:
         work = Workload(config, request.config.getoption("--bench-examples"))
     except NotApplicable as exc:
