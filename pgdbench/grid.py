@@ -162,7 +162,7 @@ def add_speedups(records: list[dict]) -> list[dict]:
     Only records measured in the same set (the same run) are compared.
     """
     ok = [r for r in records if r.get("status") == "ok"]
-    index = {(r["backend"], r["net"], r["batch_size"], r["threads"], r["dtype"], _opts(r)): r for r in ok}
+    index = {point_key(r): r for r in ok}
     for r in ok:
         key = (r["net"], r["batch_size"], r["dtype"])
         serial = index.get((r["serial_counterpart"], *key[:2], 1, key[2], ()))
@@ -175,6 +175,11 @@ def add_speedups(records: list[dict]) -> list[dict]:
 
 def _opts(record: dict) -> tuple:
     return tuple(sorted((record.get("options") or {}).items()))
+
+
+def point_key(r: dict) -> tuple:
+    """(backend, net, batch size, threads, dtype, options) of a record: which grid point it measured."""
+    return (r["backend"], r["net"], r["batch_size"], r["threads"], r.get("dtype") or "float32", _opts(r))
 
 
 def options_text(options) -> str:

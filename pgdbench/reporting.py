@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgdbench.errors import DataError
-from pgdbench.grid import options_text
+from pgdbench.grid import options_text, point_key
 
 
 @dataclass
@@ -276,14 +276,9 @@ def _asv_value(text):
 
 # -- combining --------------------------------------------------------------------------------------
 
-def row_key(r: dict) -> tuple:
-    return (r["backend"], r["net"], r["batch_size"], r["threads"], r.get("dtype") or "float32",
-            tuple(sorted((r.get("options") or {}).items())))
-
-
 def _dedupe(rows: list) -> list:
     """The last measurement of each grid point wins (files are read in the order given)."""
-    return _last_wins(rows, row_key)
+    return _last_wins(rows, point_key)
 
 
 def _last_wins(records: list, key) -> list:
@@ -296,7 +291,7 @@ def _last_wins(records: list, key) -> list:
 def _fill_speedups(rows: list) -> None:
     from pgdbench import registry
 
-    index = {row_key(r): r for r in rows}
+    index = {point_key(r): r for r in rows}
     classes = {n: e.cls for n, e in registry.entries().items() if e.cls is not None}
     for r in rows:
         cls = classes.get(r["backend"])
@@ -307,7 +302,7 @@ def _fill_speedups(rows: list) -> None:
         if r.get("device") is None:
             r["device"] = cls.device if cls else ("gpu" if r.get("parallelism") == "device" else "cpu")
     for r in rows:
-        _, net, bs, _, dt, opts = row_key(r)
+        _, net, bs, _, dt, opts = point_key(r)
         serial = index.get((r["serial_counterpart"], net, bs, 1, dt, ()))
         one = index.get((r["backend"], net, bs, 1, dt, opts))
         if serial and serial.get("seconds_per_epoch") and r.get("seconds_per_epoch"):
@@ -332,7 +327,7 @@ def _summarise_studies(out: Collection) -> None:
                                        lambda r: (replica_study_label(r), r.get("combine"), r.get("replicas"),
                                                   r.get("seed")))
     out.replicas = _unique_names(_replica_points(out.averaging_records), "study")
-    out.mpi_records = _last_wins(out.mpi_records, lambda r: (*row_key(r), r["ranks"]))
+    out.mpi_records = _last_wins(out.mpi_records, lambda r: (*point_key(r), r["ranks"]))
     add_rank_speedups(out.mpi_records)  # speedup over the 1-rank run of the same configuration, efficiency
     out.mpi = sorted(out.mpi_records, key=lambda r: (mpi_series_label(r), r["batch_size"], r["ranks"]))
     out.dbn_records = _last_wins(out.dbn_records, lambda r: (dbn_setup_label(r), r["ranks"], r.get("seed")))
