@@ -16,6 +16,7 @@ Example (the issue's efficiency target, Net-2h at batch 512 and 1024):
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -43,20 +44,13 @@ def add_arguments(p):
     p.add_argument("--timeout", type=positive_float, default=3600.0, help="seconds allowed per MPI job")
     p.add_argument("--results", default="results/mpi-bench.jsonl", help="results file to append to")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--worker", metavar="RECORDS.jsonl", help=argparse_suppress())
-
-
-def argparse_suppress():
-    import argparse
-    return argparse.SUPPRESS
+    p.add_argument("--worker", metavar="RECORDS.jsonl", help=argparse.SUPPRESS)
 
 
 def grid(args) -> list:
-    from pgdbench.grid import Config
-    opts = tuple(sorted(parse_options(args.option).items()))
-    return [Config(b, n, bs, args.threads, dt, opts)
-            for b in (args.backend or ["mpi"]) for n in (args.net or ["net2h"])
-            for bs in args.batch_size for dt in (args.dtype or ["float32"])]
+    from pgdbench.grid import expand
+    return expand(args.backend or ["mpi"], args.net or ["net2h"], args.batch_size, [args.threads],
+                  args.dtype or ["float32"], parse_options(args.option), with_serial=False)
 
 
 def run(args):
