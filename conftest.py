@@ -3,7 +3,7 @@
 The benchmark options below only shape the pytest-benchmark suite in
 ``benchmarks/`` (``pytest benchmarks``); ``pytest tests`` ignores them.
 """
-from pgdbench.openblas_env import prefer_sleeping_blas_threads
+from pgdbench.harness.openblas_env import prefer_sleeping_blas_threads
 
 prefer_sleeping_blas_threads()  # as the pgdbench command does; a no-op if a plugin already loaded NumPy
 
@@ -20,12 +20,12 @@ def pytest_addoption(parser):
     group.addoption("--threads", action="append", default=None,
                     help="thread count (repeatable or comma-separated; default: 1 and all usable CPUs)")
     group.addoption("--bench-examples", type=int, default=None,
-                    help="examples per timed call (default pgdbench.grid.HARNESS_EXAMPLES; fewer for projected backends)")
+                    help="examples per timed call (default pgdbench.harness.workload.HARNESS_EXAMPLES; fewer for projected backends)")
     group.addoption("--bench-rounds", type=int, default=3, help="timed calls per grid point (default 3)")
 
 
 @pytest.hookimpl(optionalhook=True)  # only called when pytest-benchmark is installed
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from pgdbench.machine import benchmark_machine_info
+    from pgdbench.harness.machine import benchmark_machine_info
 
     machine_info["pgdbench"] = dict(benchmark_machine_info())  # a copy: the cached one stays as measured

@@ -6,12 +6,12 @@ GPU, serial backend asked for 2 threads, more threads than CPUs) raises
 ``NotImplementedError`` in ``setup``, which asv records as skipped (n/a),
 never as a result.
 
-The grid is :func:`pgdbench.grid.harness_axes`: every registered backend,
+The grid is :func:`pgdbench.harness.workload.harness_axes`: every registered backend,
 both nets of seed 000, batch sizes 32..1024, threads 1 and all CPUs; narrow
 it with environment variables, e.g.
 ``PGDBENCH_GRID_BACKENDS=numpy,torch PGDBENCH_GRID_NETS=net1h asv run ...``.
 ``TimeTraining`` covers the whole grid; ``PeakMemTraining`` and
-``TrackTraining`` only its largest batch size (:func:`pgdbench.grid.headline_axes`):
+``TrackTraining`` only its largest batch size (:func:`pgdbench.harness.workload.headline_axes`):
 asv starts a process for every point of every benchmark, so five derived
 figures over the whole grid would cost five times as many processes as the
 timings themselves.
@@ -24,14 +24,15 @@ projected backends), not a whole epoch, so ``asv run --quick`` of the whole
 suite stays short. Per-epoch figures (``track_epoch_seconds_projected``) are
 extrapolated to a 50,000-example epoch and say so in their name and unit.
 """
-from pgdbench.openblas_env import prefer_sleeping_blas_threads
+from pgdbench.harness.openblas_env import prefer_sleeping_blas_threads
 
 prefer_sleeping_blas_threads()  # before NumPy loads, as the pgdbench command does
 
 import itertools  # noqa: E402
 
-from pgdbench.grid import (Config, NotApplicable, Workload, add_speedups, harness_axes,  # noqa: E402
-                           harness_configs, harness_record, headline_axes, projected_once)
+from pgdbench.harness.grid import Config, add_speedups
+from pgdbench.harness.workload import (NotApplicable, Workload, harness_axes, harness_configs, harness_record,
+                                       headline_axes, projected_once)
 
 _AXES = harness_axes()
 _HEADLINE = headline_axes(_AXES)

@@ -1,4 +1,4 @@
-"""pytest-benchmark suite: the harness grid of pgdbench.grid, one test per grid point.
+"""pytest-benchmark suite: the harness grid of pgdbench.harness.workload, one test per grid point.
 
 Run with ``pytest benchmarks`` (``pytest tests`` never collects it). The grid
 options (--backend, --net, --batch-size, --threads, --bench-examples,
@@ -15,7 +15,8 @@ while discovering its own benchmarks, and its environments have no pytest.
 """
 import math
 
-from pgdbench.grid import Config, NotApplicable, Workload, harness_axes, harness_configs
+from pgdbench.harness.grid import Config
+from pgdbench.harness.workload import NotApplicable, Workload, harness_axes, harness_configs
 
 _PER_EXAMPLE = {}  # Config -> median seconds per example, for speedups within one session
 

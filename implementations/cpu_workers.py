@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from pgdbench.model import sigmoid_
-from pgdbench.mpi import share
+from pgdbench.core.model import Parameters, sigmoid_
+from pgdbench.core.mpi import share
 
 
 def split(n: int, parts: int) -> list[tuple[int, int]]:
@@ -175,7 +175,6 @@ class GradientWorker:
 
 def loss_and_gradients(worker: GradientWorker, W, b, X, Y):
     """(loss, Parameters of ∂L/∂θ) of a whole batch at (W, b), computed by one worker."""
-    from pgdbench.model import Parameters
 
     n = len(X)
     worker.ensure(n)

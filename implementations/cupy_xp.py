@@ -9,9 +9,9 @@ Install with ``pip install '.[cupy]'`` (the cupy-cuda13x wheel).
 """
 from __future__ import annotations
 
-from pgdbench.errors import BackendUnavailable, UsageError
-from pgdbench.protocol import AVAILABLE, module_missing, unavailable
 from implementations.xp_mlp import Namespace, XpTrainer
+from pgdbench.core.protocol import AVAILABLE, module_missing, unavailable
+from pgdbench.errors import BackendUnavailable, UsageError
 
 
 def cupy_namespace(device: int) -> Namespace:

@@ -35,8 +35,8 @@ from __future__ import annotations
 import math
 
 from implementations.threads import ThreadsTrainer
+from pgdbench.core.protocol import Parallelism
 from pgdbench.errors import UsageError
-from pgdbench.protocol import Parallelism
 
 
 def auto_example_workers(threads: int) -> int:

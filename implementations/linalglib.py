@@ -6,7 +6,7 @@ works on plain lists of Python floats (IEEE binary64) and imports nothing but
 the standard library, so that the ``python`` backend measures exactly what an
 interpreter does with hand-written loops.
 
-Conventions, chosen to match :class:`pgdbench.model.Parameters`:
+Conventions, chosen to match :class:`pgdbench.core.model.Parameters`:
 
 * a vector is a ``list`` of floats;
 * a matrix is a ``list`` of rows, each a ``list`` of floats; a weight matrix

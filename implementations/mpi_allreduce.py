@@ -42,11 +42,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from implementations.numpy_blas import NumpyBlasTrainer
-from pgdbench import mpi
-from pgdbench.mpi import flat_views
+from pgdbench.core import mpi, registry
+from pgdbench.core.model import Parameters, batch_bounds
+from pgdbench.core.mpi import flat_views
+from pgdbench.core.protocol import AVAILABLE, Parallelism, module_missing, unavailable, usable_cpus
 from pgdbench.errors import UsageError
-from pgdbench.model import Parameters, batch_bounds
-from pgdbench.protocol import AVAILABLE, Parallelism, module_missing, unavailable, usable_cpus
 
 
 
@@ -99,7 +99,6 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
         self.local = None
         if self.opts["local"] != "numpy":
-            from pgdbench import registry
             if self.opts["local"] in ("mpi", "mpi-averaging"):
                 raise UsageError(f"option local={self.opts['local']}: the local backend cannot itself be an MPI backend")
             self.local = registry.get_available(self.opts["local"])(spec, params, dtype=dtype, threads=threads)

@@ -22,12 +22,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from implementations.mpi_allreduce import mpi_availability, mpi_metadata
-from pgdbench.mpi import flat_views
 from implementations.numpy_blas import NumpyBlasTrainer
-from pgdbench import mpi
+from pgdbench.core import mpi
+from pgdbench.core.model import batch_bounds
+from pgdbench.core.mpi import flat_views
+from pgdbench.core.protocol import Parallelism
 from pgdbench.errors import UsageError
-from pgdbench.model import batch_bounds
-from pgdbench.protocol import Parallelism
 
 
 class MpiAveragingTrainer(NumpyBlasTrainer):

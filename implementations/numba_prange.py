@@ -61,9 +61,10 @@ import os
 
 import numpy as np
 
+from implementations import _numba_kernels as kernels
+from pgdbench.core.model import Parameters
+from pgdbench.core.protocol import AVAILABLE, Parallelism, Trainer, module_missing, validate_batch
 from pgdbench.errors import BackendUnavailable, UsageError
-from pgdbench.model import Parameters
-from pgdbench.protocol import AVAILABLE, Parallelism, Trainer, module_missing, validate_batch
 
 KERNELS = ("blas", "loops")
 UPDATES = ("reduce", "rows")
@@ -103,7 +104,6 @@ class NumbaTrainer(Trainer):
         if self.threads > numba.config.NUMBA_NUM_THREADS:
             raise UsageError(f"numba was started with {numba.config.NUMBA_NUM_THREADS} threads; "
                              f"set NUMBA_NUM_THREADS={self.threads} before starting Python to use {self.threads}")
-        from implementations import _numba_kernels as kernels
         # numba's np.dot calls SciPy's BLAS; load it now so threadpoolctl can pin it to one thread
         import scipy.linalg.cython_blas  # noqa: F401
 

@@ -15,7 +15,7 @@ rounding, so the code below favours plain correctness first and speed second
   array applies η/B; each weight matrix sees one GEMM into a preallocated
   buffer and one in-place subtraction;
 * the sigmoid is NumPy's SIMD ``exp`` and reciprocal in place
-  (:func:`pgdbench.model.sigmoid_`), not ``scipy.special.expit``, which
+  (:func:`pgdbench.core.model.sigmoid_`), not ``scipy.special.expit``, which
   computes one element at a time and cost a sixth of a Net-2h step;
 * with T > 1 threads the large elementwise passes (sigmoid, σ') are split
   over the threads in blocks of rows (a small persistent pool; NumPy releases
@@ -25,7 +25,7 @@ rounding, so the code below favours plain correctness first and speed second
   σ on 1024×1024 after a GEMM, 2.1 ms on 1 thread, 2.3 ms split over 2; with
   ``OPENBLAS_THREAD_TIMEOUT=4``, 1.2 ms). The ``pgdbench`` command and the
   benchmark suites set that variable unless it is already set
-  (:mod:`pgdbench.openblas_env`); elsewhere, set it before NumPy is
+  (:mod:`pgdbench.harness.openblas_env`); elsewhere, set it before NumPy is
   imported. Results record it (machine metadata);
 * only NumPy's own BLAS is called. SciPy bundles a second OpenBLAS with its
   own thread pool; alternating between the two pools makes their spinning
@@ -37,8 +37,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from implementations.cpu_workers import WorkerPool, split
-from pgdbench.model import Parameters, batch_bounds, sigmoid_
-from pgdbench.protocol import Parallelism, Trainer, validate_batch
+from pgdbench.core.model import Parameters, batch_bounds, sigmoid_
+from pgdbench.core.protocol import Parallelism, Trainer, validate_batch
 
 #: An elementwise pass is split over the threads only when each gets at least this many elements:
 #: below it, the pool's two barrier crossings (tens of µs) cost more than the split saves.

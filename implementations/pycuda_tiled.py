@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pgdbench.errors import BackendUnavailable, UsageError
-from pgdbench.protocol import AVAILABLE, module_missing, unavailable
 from implementations.tiled_runner import SIGNATURES, TiledTrainer
+from pgdbench.core.protocol import AVAILABLE, module_missing, unavailable
+from pgdbench.errors import BackendUnavailable, UsageError
 
 
 class CudaDevice:

@@ -26,9 +26,9 @@ from __future__ import annotations
 import numpy as np
 
 from implementations import linalglib as la
-from pgdbench import reference
-from pgdbench.model import Parameters, batch_bounds
-from pgdbench.protocol import Parallelism, Trainer, validate_batch
+from pgdbench.core import reference
+from pgdbench.core.model import Parameters, batch_bounds
+from pgdbench.core.protocol import Parallelism, Trainer, validate_batch
 
 
 class PythonTrainer(Trainer):

@@ -54,9 +54,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from implementations.cpu_workers import GradientWorker, WorkerPool, loss_and_gradients, predict, split
+from pgdbench.core.model import Parameters, batch_bounds
+from pgdbench.core.protocol import Parallelism, Trainer, validate_batch
 from pgdbench.errors import UsageError
-from pgdbench.model import Parameters, batch_bounds
-from pgdbench.protocol import Parallelism, Trainer, validate_batch
 
 REDUCTIONS = ("main", "parallel")
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pgdbench.core.model import Parameters, batch_bounds
+from pgdbench.core.protocol import Parallelism, Trainer, validate_batch
 from pgdbench.errors import UsageError
-from pgdbench.model import Parameters, batch_bounds
-from pgdbench.protocol import Parallelism, Trainer, validate_batch
 
 KERNEL_DIR = Path(__file__).with_name("kernels")
 KERNEL_FILE = "mlp_step.cluda"

@@ -29,9 +29,9 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from pgdbench.core.model import Parameters, batch_bounds
+from pgdbench.core.protocol import AVAILABLE, Parallelism, Trainer, module_missing, validate_batch
 from pgdbench.errors import BackendUnavailable, UsageError
-from pgdbench.model import Parameters, batch_bounds
-from pgdbench.protocol import AVAILABLE, Parallelism, Trainer, module_missing, validate_batch
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -21,8 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from pgdbench.model import Parameters, batch_bounds
-from pgdbench.protocol import Parallelism, Trainer, validate_batch
+from pgdbench.core.model import Parameters, batch_bounds
+from pgdbench.core.protocol import Parallelism, Trainer, validate_batch
 
 
 @dataclass(frozen=True)

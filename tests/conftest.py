@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pgdbench import registry
+from pgdbench.core import registry
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 SHARED_KDD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kddcup99"

@@ -9,11 +9,11 @@ import pytest
 
 
 def mpiexec_or_skip() -> str:
-    from pgdbench.protocol import module_missing
+    from pgdbench.core.protocol import module_missing
 
     if module_missing("mpi4py"):
         pytest.skip("mpi4py not installed (pip install .[mpi])")
-    from pgdbench.mpi import mpiexec
+    from pgdbench.harness.mpi_jobs import mpiexec
     try:
         return mpiexec()
     except Exception as exc:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from implementations.averaging import AveragingTrainer
-from pgdbench import reference
+from pgdbench.core import reference
+from pgdbench.core.model import NetSpec, Parameters, epoch_order, glorot_uniform
 from pgdbench.errors import UsageError
-from pgdbench.model import NetSpec, Parameters, epoch_order, glorot_uniform
 
 SPEC = NetSpec((9, 6, 4))
 
@@ -124,7 +124,7 @@ def test_more_replicas_than_examples_is_refused():
 
 def test_study_command(tmp_path, capsys):
     from pgdbench.cli import main
-    from pgdbench.protocol import usable_cpus
+    from pgdbench.core.protocol import usable_cpus
 
     if usable_cpus() < 2:
         pytest.skip("the study runs one thread per replica: 2 replicas need 2 usable CPUs")

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from pgdbench.model import Parameters
+from pgdbench.core.model import Parameters
 
 
 def pgdbench(*args, ok=True, timeout=300):

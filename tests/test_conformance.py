@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pgdbench import testing
+from pgdbench.core import testing
 from tests.conftest import available_backend, backend_params
 
 

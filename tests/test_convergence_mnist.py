@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from pgdbench import registry
+from pgdbench.core import registry
+from pgdbench.core.model import resolve_net
+from pgdbench.core.training import fit
 from pgdbench.data import load_dataset
-from pgdbench.model import resolve_net
-from pgdbench.training import fit
 from tests.conftest import mnist_dir
 
 

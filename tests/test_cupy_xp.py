@@ -9,9 +9,9 @@ import pytest
 
 from implementations.cupy_xp import CupyTrainer
 from implementations.xp_mlp import NumpyXpTrainer
-from pgdbench import reference
-from pgdbench.model import NetSpec, epoch_order, glorot_uniform
-from pgdbench.testing import FLOAT32_TOLERANCE, check_backend
+from pgdbench.core import reference
+from pgdbench.core.model import NetSpec, epoch_order, glorot_uniform
+from pgdbench.core.testing import FLOAT32_TOLERANCE, check_backend
 
 
 def test_xp_code_path_passes_the_kit_with_numpy():

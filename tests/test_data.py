@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pgdbench.data import Dataset, load_dataset
+from pgdbench.data import load_dataset
+from pgdbench.data.dataset import Dataset
 from pgdbench.data.idx import read_idx
 from pgdbench.data.sources import KNOWN_FILES
 from pgdbench.errors import DataError, UsageError

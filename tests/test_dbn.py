@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from pgdbench import dbn
+from pgdbench.studies import dbn, dbn_scaling
 from tests.mpi_jobs import mpiexec_or_skip, run_job
 
 
@@ -111,7 +111,7 @@ def test_pretraining_helps_fine_tuning():
     """Seed 004's premise on real digits: the same deep sigmoid net, fine-tuned with the same budget, classifies
     far better when its hidden layers come from the RBMs than from Glorot-random weights."""
     from pgdbench.data.embedded import load_mnist_sample
-    from pgdbench.model import NetSpec, glorot_uniform
+    from pgdbench.core.model import NetSpec, glorot_uniform
 
     data = load_mnist_sample()
     hidden = [32, 32, 64]
@@ -129,7 +129,7 @@ def test_pretraining_helps_fine_tuning():
 
 
 def test_power_law_exponent():
-    assert dbn.power_law_exponent([1, 2, 4, 8], [100 * k ** -0.86 for k in (1, 2, 4, 8)]) == pytest.approx(-0.86)
+    assert dbn_scaling.power_law_exponent([1, 2, 4, 8], [100 * k ** -0.86 for k in (1, 2, 4, 8)]) == pytest.approx(-0.86)
 
 
 # -- under MPI ---------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_two_ranks_follow_table_1(tmp_path):
     recomputed here in one process from the same shards and random streams."""
     mpiexec = mpiexec_or_skip()
     script = (
-        "import numpy as np; from pgdbench import dbn, mpi; from pgdbench.data.embedded import load_mnist_sample; "
+        "import numpy as np; from pgdbench.core import mpi; from pgdbench.studies import dbn; from pgdbench.data.embedded import load_mnist_sample; "
         "c = mpi.comm(); X = load_mnist_sample().X_train[:301] if c.Get_rank() == 0 else None; "
         "rbms, rep = dbn.pretrain(c, X, [8], epochs=2, batch_size=20, lr=0.1, seed=5); "
         f"c.Get_rank() == 0 and np.save({str(tmp_path / 'flat.npy')!r}, rbms[0].flat)")
@@ -152,7 +152,7 @@ def test_two_ranks_follow_table_1(tmp_path):
     got = np.load(tmp_path / "flat.npy")
 
     from pgdbench.data.embedded import load_mnist_sample
-    from pgdbench.mpi import share
+    from pgdbench.core.mpi import share
     X = load_mnist_sample().X_train[:301][np.random.default_rng([5, 4004]).permutation(301)]
     shards = [X[slice(*share(301, r, 2))] for r in range(2)]
     common = dbn.RBM.random(784, 8, [5, 1, 4])

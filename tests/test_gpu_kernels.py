@@ -23,10 +23,10 @@ import pytest
 
 from implementations import tiled_runner
 from implementations.tiled_runner import kernel_source, launches_per_step
-from pgdbench import reference
+from pgdbench.core import reference
+from pgdbench.core.model import NetSpec, epoch_order, glorot_uniform
+from pgdbench.core.testing import FLOAT32_TOLERANCE
 from pgdbench.errors import UsageError
-from pgdbench.model import NetSpec, epoch_order, glorot_uniform
-from pgdbench.testing import FLOAT32_TOLERANCE
 
 ARCHS = ["sm_75", "sm_80", "sm_90"]
 
@@ -273,7 +273,7 @@ def test_pycuda_unavailable_without_pycuda(monkeypatch):
 
 def test_pycuda_on_gpu():
     from implementations.pycuda_tiled import PyCudaTrainer
-    from pgdbench.testing import check_backend
+    from pgdbench.core.testing import check_backend
 
     avail = PyCudaTrainer.availability()
     if not avail:

@@ -16,16 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from pgdbench import grid
-from pgdbench.grid import Config, NotApplicable, Workload
+from pgdbench.harness import grid, workload
+from pgdbench.harness.grid import Config
+from pgdbench.harness.workload import NotApplicable, Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_harness_axes_defaults_cover_every_registered_backend():
-    from pgdbench import registry
+    from pgdbench.core import registry
 
-    axes = grid.harness_axes(environ={})
+    axes = workload.harness_axes(environ={})
     assert axes["backends"] == registry.names()
     assert axes["nets"] == list(grid.NETS) and axes["batch_sizes"] == list(grid.BATCH_SIZES)
     assert axes["threads"][0] == 1
@@ -33,18 +34,18 @@ def test_harness_axes_defaults_cover_every_registered_backend():
 
 def test_harness_axes_environment_and_explicit_values():
     env = {"PGDBENCH_GRID_BACKENDS": "numpy", "PGDBENCH_GRID_BATCH_SIZES": "64, 256", "PGDBENCH_GRID_THREADS": "1"}
-    axes = grid.harness_axes(environ=env)
+    axes = workload.harness_axes(environ=env)
     assert axes["backends"] == ["numpy"] and axes["batch_sizes"] == [64, 256] and axes["threads"] == [1]
-    assert grid.harness_axes(nets=["net2h"], environ=env)["nets"] == ["net2h"]
+    assert workload.harness_axes(nets=["net2h"], environ=env)["nets"] == ["net2h"]
     with pytest.raises(Exception, match="PGDBENCH_GRID_BATCH_SIZES"):
-        grid.harness_axes(environ={"PGDBENCH_GRID_BATCH_SIZES": "many"})
+        workload.harness_axes(environ={"PGDBENCH_GRID_BATCH_SIZES": "many"})
 
 
 def test_points_that_cannot_run_are_not_applicable_with_a_reason():
     with pytest.raises(NotApplicable, match="unknown backend"):
-        grid.check_applicable(Config("no-such-backend"))
+        workload.check_applicable(Config("no-such-backend"))
     with pytest.raises(NotApplicable, match="CPUs"):
-        grid.check_applicable(Config("numpy", threads=4096))
+        workload.check_applicable(Config("numpy", threads=4096))
 
 
 def test_workload_times_a_slice_and_projects_it():
@@ -52,19 +53,19 @@ def test_workload_times_a_slice_and_projects_it():
     try:
         seconds = work.time(1)
         assert work.examples == 64 and len(work.order) == 64
-        assert work.projected_seconds(seconds) == pytest.approx(seconds * grid.EPOCH_EXAMPLES / 64)
+        assert work.projected_seconds(seconds) == pytest.approx(seconds * workload.EPOCH_EXAMPLES / 64)
         assert work.gflops(seconds) == pytest.approx(work.spec.flops_per_epoch(64) / seconds / 1e9)
     finally:
         work.close()
-    rec = grid.harness_record(Config("numpy", "net1h", 32, 1), repeats=1, examples=64)
+    rec = workload.harness_record(Config("numpy", "net1h", 32, 1), repeats=1, examples=64)
     assert rec["status"] == "ok" and rec["projected"] and rec["gflops"] > 0
-    assert grid.harness_record(Config("numpy", threads=4096))["status"] == "skipped"
+    assert workload.harness_record(Config("numpy", threads=4096))["status"] == "skipped"
 
 
 def _reload_asv_suite(monkeypatch, **axes):
-    """benchmarks/bench_training.py imported anew with the grid narrowed (keys of grid.GRID_ENV)."""
+    """benchmarks/bench_training.py imported anew with the grid narrowed (keys of workload.GRID_ENV)."""
     for key, value in axes.items():
-        monkeypatch.setenv(grid.GRID_ENV[key], value)
+        monkeypatch.setenv(workload.GRID_ENV[key], value)
     sys.path.insert(0, str(ROOT))
     try:
         return importlib.reload(importlib.import_module("benchmarks.bench_training"))
@@ -124,7 +125,7 @@ def test_asv_track_and_peakmem_cover_the_largest_batch_only_with_what_their_spee
 def test_asv_default_grid_point_counts(monkeypatch):
     """asv starts a process per point of every benchmark: the derived figures cover one batch size of the grid."""
     bench = _reload_asv_suite(monkeypatch)
-    axes = grid.harness_axes()
+    axes = workload.harness_axes()
     full = len(axes["backends"]) * len(axes["nets"]) * len(axes["batch_sizes"]) * len(axes["threads"])
     headline = full // len(axes["batch_sizes"])
     assert [max(axes["batch_sizes"])] == bench.HEADLINE_PARAMS[2]
@@ -139,18 +140,18 @@ def test_asv_default_grid_point_counts(monkeypatch):
 
 
 def test_examples_asked_for_explicitly_or_by_environment_get_the_same_caps():
-    env = {grid.GRID_ENV["examples"]: "512"}
+    env = {workload.GRID_ENV["examples"]: "512"}
     for backend, batch in (("python", 64), ("numpy", 32), ("numpy", 1024)):
-        assert grid.harness_examples(backend, batch, base=512, environ={}) == grid.harness_examples(backend, batch, env)
-    assert grid.harness_examples("python", 64, base=512) == grid.HARNESS_PROJECTED_EXAMPLES  # slow backend: capped
-    assert grid.harness_examples("numpy", 1024, base=512) == 1024                            # a whole minibatch
+        assert workload.harness_examples(backend, batch, base=512, environ={}) == workload.harness_examples(backend, batch, env)
+    assert workload.harness_examples("python", 64, base=512) == workload.HARNESS_PROJECTED_EXAMPLES  # slow backend: capped
+    assert workload.harness_examples("numpy", 1024, base=512) == 1024                            # a whole minibatch
 
 
 def test_projected_backends_are_measured_at_the_largest_batch_size():
-    assert grid.projected_once("python", 64, [32, 64]) is None
-    assert "measured at batch size 64 only" in grid.projected_once("python", 32, [32, 64])
-    assert grid.projected_once("numpy", 32, [32, 64]) is None
-    configs = grid.harness_configs(grid.headline_axes({"backends": ["python"], "nets": ["net1h"],
+    assert workload.projected_once("python", 64, [32, 64]) is None
+    assert "measured at batch size 64 only" in workload.projected_once("python", 32, [32, 64])
+    assert workload.projected_once("numpy", 32, [32, 64]) is None
+    configs = workload.harness_configs(workload.headline_axes({"backends": ["python"], "nets": ["net1h"],
                                                        "batch_sizes": [32, 64], "threads": [1]}))
     assert configs == [Config("python", "net1h", 64, 1)]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pgdbench import registry, testing
+from pgdbench.core import registry, testing
 from pgdbench.errors import UsageError
 
 NumpyTrainer = registry.get("numpy")
@@ -63,7 +63,7 @@ class ReturnsLiveParams(NumpyTrainer):
     name = "broken-get-params"
 
     def get_params(self):
-        from pgdbench.model import Parameters
+        from pgdbench.core.model import Parameters
         return Parameters(self.W, self.b)
 
 

@@ -3,16 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pgdbench.core.model import NetSpec, Parameters, batch_bounds, epoch_order, glorot_uniform, resolve_net, sigmoid_
 from pgdbench.errors import UsageError
-from pgdbench.model import (
-    NetSpec,
-    Parameters,
-    batch_bounds,
-    epoch_order,
-    glorot_uniform,
-    resolve_net,
-    sigmoid_,
-)
 
 
 def test_presets_on_mnist_are_the_papers_nets():

@@ -11,11 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from pgdbench import reference
-from pgdbench.model import NetSpec, Parameters, epoch_order, glorot_uniform
-from pgdbench.protocol import module_missing
-from tests.mpi_jobs import mpiexec_or_skip as mpiexec
-from tests.mpi_jobs import run_job
+from pgdbench.core import reference
+from pgdbench.core.model import NetSpec, Parameters, epoch_order, glorot_uniform
+from pgdbench.core.protocol import module_missing
+from tests.mpi_jobs import mpiexec_or_skip as mpiexec, run_job
 
 pytestmark = pytest.mark.skipif(module_missing("mpi4py") is not None, reason="mpi4py not installed (pip install .[mpi])")
 
@@ -31,9 +30,9 @@ def launch(ranks: int, *argv: str, timeout: float = 60, **kw):
 
 
 def test_modules_do_not_import_mpi4py():
-    code = ("import sys, implementations.mpi_allreduce, implementations.mpi_averaging, pgdbench.dbn, pgdbench.mpi, "
-            "pgdbench.cli, pgdbench.commands.dbn, pgdbench.commands.mpi_bench; "
-            "from pgdbench import registry; [registry.get(n) for n in ('mpi', 'mpi-averaging')]; "
+    code = ("import sys, implementations.mpi_allreduce, implementations.mpi_averaging, pgdbench.studies.dbn, "
+            "pgdbench.core.mpi, pgdbench.harness.mpi_jobs, pgdbench.cli, pgdbench.cli.commands.dbn, "
+            "pgdbench.cli.commands.mpi_bench; from pgdbench.core import registry; [registry.get(n) for n in ('mpi', 'mpi-averaging')]; "
             "assert 'mpi4py' not in sys.modules, 'mpi4py imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -42,10 +41,10 @@ def test_modules_do_not_import_mpi4py():
 def test_two_ranks_equal_single_process(tmp_path, local):
     """2-rank `mpi` training equals single-process numpy training in float64 (batch 37: uneven halves, last batch 4),
     with the built-in local gradient and with another registered backend computing it (-o local=torch)."""
-    from pgdbench import registry
+    from pgdbench.core import registry
     from pgdbench.data.embedded import load_mnist_sample
-    from pgdbench.registry import get
-    from pgdbench.training import fit
+    from pgdbench.core.registry import get
+    from pgdbench.core.training import fit
 
     avail = registry.entries()[local].availability()
     if not avail:
@@ -167,7 +166,7 @@ def test_mpi_bench_over_ranks(tmp_path):
 
 def test_backend_refuses_different_data_on_ranks(tmp_path):
     """Ranks given data of different shapes stop with a clear error instead of training different nets."""
-    script = ("import os, sys, numpy as np; from pgdbench.registry import get; from pgdbench.model import *; "
+    script = ("import os, sys, numpy as np; from pgdbench.core.registry import get; from pgdbench.core.model import *; "
               "r = int(os.environ.get('PMI_RANK', os.environ.get('OMPI_COMM_WORLD_RANK', 0))); "
               "s = NetSpec((5, 3, 2)); t = get('mpi')(s, glorot_uniform(s, 0)); "
               "t.load_data(np.zeros((10 + r, 5), np.float32), np.zeros((10 + r, 2), np.float32))")
@@ -180,7 +179,7 @@ def test_backend_refuses_different_data_on_ranks(tmp_path):
 @pytest.mark.parametrize("local", ["threads", "torch"])
 def test_any_registered_backend_as_local_passes_the_kit(local):
     """One rank, in process: the protocol-driven local path is held to the same float64 checks as the fast path."""
-    from pgdbench import registry, testing
+    from pgdbench.core import registry, testing
 
     avail = registry.entries()[local].availability()
     if not avail:
@@ -195,9 +194,9 @@ def test_any_registered_backend_as_local_passes_the_kit(local):
 
 
 def test_local_backend_cannot_be_mpi():
-    from pgdbench import registry
+    from pgdbench.core import registry
     from pgdbench.errors import UsageError
-    from pgdbench.testing import small_problem
+    from pgdbench.core.testing import small_problem
 
     spec, params, _, _ = small_problem()
     with pytest.raises(UsageError, match="cannot itself be an MPI backend"):

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from pgdbench import testing
+from pgdbench.core import testing
+from pgdbench.core.model import NetSpec, epoch_order, glorot_uniform
+from pgdbench.core.protocol import usable_cpus
 from pgdbench.errors import BackendUnavailable, UsageError
-from pgdbench.model import NetSpec, epoch_order, glorot_uniform
-from pgdbench.protocol import usable_cpus
 
 SPEC = testing.SMALL_SPEC
 TWO = pytest.mark.skipif(usable_cpus() < 2, reason="needs 2 usable CPUs")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pgdbench import testing
-from pgdbench.protocol import usable_cpus
+from pgdbench.core import testing
+from pgdbench.core.protocol import usable_cpus
 
 numpy_blas = pytest.importorskip("implementations.numpy_blas")
 

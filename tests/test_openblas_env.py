@@ -11,7 +11,7 @@ import pytest
 PROBE = """
 import os, sys
 {before}
-from pgdbench.openblas_env import prefer_sleeping_blas_threads
+from pgdbench.harness.openblas_env import prefer_sleeping_blas_threads
 print(prefer_sleeping_blas_threads(), os.environ.get("OPENBLAS_THREAD_TIMEOUT"))
 """
 

@@ -8,8 +8,8 @@ import pytest
 
 from implementations import linalglib as la
 from implementations.python_naive import PythonTrainer
-from pgdbench import reference
-from pgdbench.model import NetSpec, epoch_order, glorot_uniform
+from pgdbench.core import reference
+from pgdbench.core.model import NetSpec, epoch_order, glorot_uniform
 
 rng = np.random.default_rng(5)
 M = rng.standard_normal((7, 5))

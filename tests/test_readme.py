@@ -5,7 +5,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from pgdbench.testing import check_backend
+from pgdbench.core.testing import check_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pgdbench import reference
-from pgdbench.model import NetSpec, Parameters, glorot_uniform
-from pgdbench.testing import small_problem
+from pgdbench.core import reference
+from pgdbench.core.model import NetSpec, Parameters, glorot_uniform
+from pgdbench.core.testing import small_problem
 
 
 def test_reference_gradients_match_finite_differences():

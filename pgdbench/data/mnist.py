@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pgdbench.data import Dataset
+from pgdbench.data.dataset import Dataset
 from pgdbench.data.idx import read_idx
 from pgdbench.data.sources import locate
 from pgdbench.errors import DataError

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pgdbench.data import Dataset
+from pgdbench.data.dataset import Dataset
 from pgdbench.errors import DataError
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pgdbench.data import Dataset
+from pgdbench.data.dataset import Dataset
 from pgdbench.errors import UsageError
 
 

@@ -1,0 +1,124 @@
+"""Time a grid of backends × nets × batch sizes × threads and append every result to a results file.
+
+Each configuration is trained for --epochs epochs after an untimed warm-up of
+two batches; the median time per epoch, GFLOP/s, the fraction of the machine's
+measured peak (after `pgdbench peak`), the accuracy and the speedups over the
+serial counterpart and over 1 thread (measured in the same run) are printed
+as a table. Backends marked projected (the pure-Python one) time a fixed
+number of examples and say so. Results are appended one record at a time, so
+an interrupted run keeps everything measured before the interruption.
+
+A comma-separated option value (``-o example_workers=1,2``) measures every
+value; after the table, the fastest option set of each point is named (e.g.
+the best split of the ``hybrid`` backend).
+"""
+from __future__ import annotations
+
+import sys
+
+from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, grid_progress, int_list, load_data,
+                                          parse_options, positive_float, positive_int, record_config, tqdm_progress)
+from pgdbench.core import registry
+from pgdbench.core.protocol import check_threads
+from pgdbench.harness.grid import (BATCH_SIZES, NETS, add_speedups, best_options, expand, measure, option_grid,
+                                   options_text)
+from pgdbench.harness.machine import machine_info
+from pgdbench.harness.results import ResultsWriter
+from pgdbench.harness.workload import default_threads
+from pgdbench.reporting.tables import table
+
+HELP = "time a grid of backends × nets × batch sizes × threads"
+
+
+def add_arguments(p):
+    p.add_argument("--backend", action="append",
+                   help="backend (repeatable; 'all' = every registered backend, unavailable ones recorded as such; "
+                        "default: numpy)")
+    p.add_argument("--net", action="append", help=f"net preset (repeatable; default: {', '.join(NETS)})")
+    p.add_argument("--batch-size", type=int_list, help=f"comma-separated (default {','.join(map(str, BATCH_SIZES))})")
+    p.add_argument("--threads", type=int_list, help="comma-separated thread counts (default 1 and all CPUs)")
+    p.add_argument("--dtype", action="append", choices=["float32", "float64"])
+    add_data_arguments(p, default="synthetic:50000")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=positive_int, default=1, help="timed epochs per configuration (median reported)")
+    p.add_argument("--lr", type=positive_float, default=0.1)
+    p.add_argument("--max-examples", type=positive_int,
+                   help="time only this many examples per epoch (epoch time reported as projected)")
+    add_option_argument(p, "; KEY=V1,V2 sweeps the values and reports the fastest per point")
+    p.add_argument("--results", default="results/bench.jsonl", help="results file to append to")
+    p.add_argument("--quiet", action="store_true")
+
+
+def run(args):
+    backends = args.backend or ["numpy"]
+    if "all" in backends:
+        backends = registry.names()
+    for b in backends:
+        registry.get(b)
+    threads = args.threads or default_threads()
+    for t in threads:
+        check_threads(t, True, "bench")
+    options = parse_options(args.option)
+    dataset = load_data(args)
+    configs = []
+    for opts in option_grid(options):  # -o key=a,b sweeps the option's values
+        configs += [c for c in expand(backends, args.net or list(NETS), args.batch_size or list(BATCH_SIZES),
+                                      threads, args.dtype or ["float32"], opts) if c not in configs]
+    print(f"{len(configs)} configurations on {dataset.summary()}; appending to {args.results}", flush=True)
+    records = []
+    show = not args.quiet and sys.stderr.isatty()
+    overall = grid_progress(show, len(configs))
+    try:
+        with ResultsWriter(args.results, "bench", machine_info(),
+                           record_config(args)) as writer:
+            for k, config in enumerate(configs, 1):
+                rec = measure(config, dataset, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
+                              max_examples=args.max_examples, progress_factory=tqdm_progress(show, config.backend))
+                writer.write(rec)
+                records.append(rec)
+                projected = (f" (projected from {rec['examples_timed']} examples at "
+                             f"{rec['examples_per_second']:.3g} examples/s)" if rec.get("projected") else "")
+                line = (f"{rec['seconds_per_epoch']:.3f} s/epoch{projected}, "
+                        f"{rec['gflops']:.1f} GFLOP/s" if rec["status"] == "ok" else f"{rec['status']}: {rec['reason']}")
+                overall.write(f"[{k}/{len(configs)}] {config.label()}: {line}")
+                overall.update(1)
+    finally:  # an interrupted grid still shows what it measured
+        overall.close()
+        if records:
+            print_table(add_speedups(records))
+            print_best_options(records)
+    return 0
+
+
+def print_table(records):
+    rows = []
+    for r in records:
+        row = dict(r)
+        if r.get("status") == "ok":
+            row["tpe"] = f"{r['seconds_per_epoch']:.3f}{'*' if r['projected'] else ''}"
+            row["peak"] = f"{r['fraction_of_peak']:.0%}" if r.get("fraction_of_peak") else "-"
+            row["acc"] = f"{r['test_accuracy']:.1%}"
+        else:
+            row["tpe"] = r.get("status")
+        rows.append(row)
+    print(table(rows, [("backend", "backend"), ("net", "net"), ("batch_size", "batch"), ("threads", "threads"),
+                       ("dtype", "dtype"), ("tpe", "s/epoch"), ("gflops", "GFLOP/s"), ("peak", "of peak"),
+                       ("speedup_vs_serial", "vs serial"), ("speedup_vs_1thread", "vs 1 thread"), ("acc", "test acc")]))
+    if any(r.get("projected") for r in records):
+        print("* projected: timed on part of an epoch and extrapolated to the whole epoch")
+
+
+def print_best_options(records):
+    """Where one point was measured under several option sets (a sweep), name the fastest."""
+
+    best = best_options(records)
+    if best:
+        print("\nbest option set per point (from -o KEY=V1,V2 sweeps):")
+    for r in best:
+        opts = options_text(r["options"]) or "defaults"
+        meta = r.get("backend_metadata") or {}
+        split = (f" (split {meta['example_workers']}×{meta['blas_threads']}: example workers × BLAS threads)"
+                 if "example_workers" in meta and "blas_threads" in meta else "")
+        others = "; ".join(f"{options_text(a['options'])} {a['seconds_per_epoch']:.3f}" for a in r["alternatives"])
+        print(f"  {r['backend']} {r['net']} B={r['batch_size']} T={r['threads']} {r['dtype']}: {opts}{split} "
+              f"{r['seconds_per_epoch']:.3f} s/epoch (others: {others})")

@@ -1,0 +1,145 @@
+"""Arguments and helpers shared by several subcommands."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from pgdbench.core import registry
+from pgdbench.core.model import DTYPES, resolve_net
+from pgdbench.data import load_dataset
+from pgdbench.errors import UsageError
+
+
+def record_config(args, *leave_out: str) -> dict:
+    """A command's arguments as stored in its results file's run_start record (not the handler itself)."""
+    return {k: v for k, v in vars(args).items() if k not in ("run", *leave_out)}
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    return [positive_int(t) for t in text.split(",") if t.strip()]
+
+
+def float_list(text: str) -> list[float]:
+    return [positive_float(t) for t in text.split(",") if t.strip()]
+
+
+def add_data_arguments(p: argparse.ArgumentParser, default: str = "mnist-sample") -> None:
+    p.add_argument("--dataset", default=default,
+                   help="mnist-sample (embedded, offline), mnist, synthetic[:N], kddcup99[:types|:categories], "
+                        f"npz:PATH (default {default})")
+    p.add_argument("--data-dir", help="folder holding the data files (else $PGDBENCH_DATA, the cache, a download)")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--net", default=None, help="preset: net1h (784-1024-10) or net2h (784-1024-1024-10)")
+    p.add_argument("--layers", help="explicit widths, e.g. 784,300,10 (overrides --net)")
+    p.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the example order")
+    p.add_argument("--no-shuffle", action="store_true", help="visit the examples in file order every epoch")
+
+
+def add_option_argument(p: argparse.ArgumentParser, extra_help: str = "") -> None:
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="backend-specific option (repeatable); `pgdbench list -v` shows them" + extra_help)
+
+
+def parse_options(items: list[str]) -> dict:
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def load_data(args):
+    return load_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed)
+
+
+def resolve_spec(args, dataset, net=None):
+    return resolve_net(net if net is not None else args.net, args.layers, dataset.n_features, dataset.n_classes)
+
+
+def tqdm_progress(enabled: bool, label: str):
+    """A progress_factory for training.fit: one bar per epoch, with time left."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    bars = {}
+
+    def factory(epoch: int, total: int):
+        if bars:
+            bars.popitem()[1].close()
+        bar = tqdm(total=total, desc=f"{label} epoch {epoch}", unit="ex", unit_scale=True, leave=False,
+                   file=sys.stderr, mininterval=0.5)
+        bars[epoch] = bar
+        return bar.update
+
+    return factory
+
+
+class _Lines:
+    """Stand-in for the overall bar when there is no terminal: plain lines, same interface."""
+
+    def write(self, text: str) -> None:
+        print(text, flush=True)
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Bar(_Lines):
+    def __init__(self, total: int):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, desc="grid", unit="config", file=sys.stderr, position=0, leave=True,
+                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining} left]")
+
+    def write(self, text: str) -> None:
+        self.bar.write(text, file=sys.stdout)
+        sys.stdout.flush()
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def grid_progress(enabled: bool, total: int):
+    """Overall progress of a grid (configurations done, time left), or plain lines without a terminal."""
+    return _Bar(total) if enabled else _Lines()
+
+
+def prepare_run(args):
+    """The backend class, its options, the data set and the net of a single-backend command (train, tune, ...)."""
+
+    cls = registry.get_available(args.backend)
+    options = parse_options(args.option)
+    dataset = load_data(args)
+    return cls, options, dataset, resolve_spec(args, dataset)

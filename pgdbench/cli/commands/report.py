@@ -1,0 +1,53 @@
+"""Turn results files into PNG figures and a Markdown summary (report.md) with the paper's claims checked.
+
+Reads any mix of `pgdbench bench`, `tta`, `averaging-study`, `mpi-bench` and
+`dbn` (single runs and `--scaling`) JSON lines, pytest-benchmark JSON
+(--benchmark-save/--benchmark-autosave files) and asv result files (or folders
+holding them: .asv/results, .benchmarks). Writes, for each net: time per epoch
+and GFLOP/s bars against batch size (the paper's Figs 5-8), speedup over the
+serial counterpart against batch size (Figs 9-10) and the fraction of the
+machine's GEMM peak; thread scaling (speedup and efficiency against threads);
+time-to-accuracy curves; seed 003's accuracy and speedup against replicas
+(averaging vs summing); seed 004's RBM time and classification error against
+MPI ranks; MPI parallel efficiency against batch size; and the claims table
+(claim, paper's value, ours, holds?). Incomplete runs (killed before their
+run_end) and torn lines are flagged in the summary.
+
+Example: pgdbench bench --results results/paper.jsonl && pgdbench report results/paper.jsonl --out report/
+         pgdbench report results/averaging-study.jsonl results/mpi-bench.jsonl results/dbn.jsonl --out report/
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgdbench.core.files import atomic_write_text
+from pgdbench.errors import DataError
+from pgdbench.reporting.collection import load
+from pgdbench.reporting.summary import make_figures, markdown
+
+HELP = "figures (PNG) and a Markdown summary with the paper's claims, from results files"
+
+
+def add_arguments(p):
+    p.add_argument("results", nargs="+", metavar="RESULTS",
+                   help="results files or folders: .jsonl (bench, tta, averaging-study, mpi-bench, dbn), "
+                        "pytest-benchmark .json, asv results")
+    p.add_argument("--out", default="report", help="output folder (default report/)")
+    p.add_argument("--title", default="pgdbench report", help="heading of report.md")
+
+
+def run(args):
+    data = load(args.results)
+    if data.empty():
+        raise DataError(f"no usable results in {', '.join(args.results)} "
+                        f"({len(data.not_ok)} failed or skipped points, {len(data.warnings)} warnings)")
+    out = Path(args.out)
+    figures = make_figures(data, out)
+    text = markdown(data, figures, args.title)
+    atomic_write_text(out / "report.md", text)
+    print(f"{len(figures)} figures and {out / 'report.md'} written "
+          f"({len(data.rows)} performance points, {len(data.tta)} tta runs, {len(data.averaging_records)} "
+          f"averaging-study runs, {len(data.mpi)} mpi-bench points, {len(data.dbn_records)} DBN runs)")
+    for w in data.warnings:
+        print(f"warning: {w}")
+    return 0

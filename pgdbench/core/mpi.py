@@ -1,0 +1,137 @@
+"""MPI plumbing shared by the MPI backends, ``pgdbench dbn`` and ``pgdbench mpi-bench``.
+
+Nothing here imports mpi4py at module level: the rank and size of a launched
+job are read from the environment the launcher sets (mpich/Hydra, Intel MPI
+and Slurm's PMI set ``PMI_RANK``/``PMI_SIZE``; Open MPI sets
+``OMPI_COMM_WORLD_RANK``/``OMPI_COMM_WORLD_SIZE``), so that the command line
+can decide who prints and who writes files without initialising MPI. mpi4py
+is imported only by :func:`comm` and :func:`abort`.
+
+Failure policy for jobs of more than one rank: a rank that fails prints one
+line naming itself and calls ``MPI.COMM_WORLD.Abort``, which makes the
+launcher kill every other rank (which might otherwise wait forever in a
+collective). Only rank 0 writes results and parameter files, each written
+atomically, so an aborted job leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+from pgdbench.errors import BackendUnavailable
+
+_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def _env_int(names) -> Optional[int]:
+    for name in names:
+        value = os.environ.get(name)
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                continue
+    return None
+
+
+def launched() -> bool:
+    """Whether mpiexec (or another PMI/PMIx launcher) started this process."""
+    return any(name in os.environ for name in (*_RANK_VARS, "PMI_FD"))
+
+
+def launched_rank() -> int:
+    """This process's rank in the job that launched it (0 when not launched by mpiexec)."""
+    return _env_int(_RANK_VARS) or 0
+
+
+def launched_size() -> int:
+    """Number of ranks of the job that launched this process (1 when not launched by mpiexec)."""
+    return _env_int(_SIZE_VARS) or 1
+
+
+def is_root() -> bool:
+    """True on rank 0 (and in a plain single process): the one that prints and writes files."""
+    return launched_rank() == 0
+
+
+def comm():
+    """``MPI.COMM_WORLD`` (initialises MPI on first use; a single process becomes a 1-rank job)."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise BackendUnavailable(f"mpi4py cannot be imported ({exc}); install it with pip install 'pgdbench[mpi]'") \
+            from None
+    return MPI.COMM_WORLD
+
+
+def local_size(comm) -> int:
+    """Ranks of ``comm`` on this host (collective: every rank must call it)."""
+    from mpi4py import MPI
+
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return local.Get_size()
+    finally:
+        local.Free()
+
+
+def abort(code: int, message: str) -> None:
+    """Print ``message`` (naming this rank) to stderr and abort the whole MPI job with ``code``."""
+    rank, size = launched_rank(), launched_size()
+    print(f"pgdbench: rank {rank} of {size} failed: {message}; aborting the MPI job", file=sys.stderr, flush=True)
+    try:
+        from mpi4py import MPI
+        MPI.COMM_WORLD.Abort(code)
+    finally:  # no mpi4py (or Abort returned): at least this process ends
+        os._exit(code)
+
+
+_hook_installed = False
+
+
+def install_abort_hook() -> None:
+    """Under a job of more than one rank, make an uncaught exception on any rank abort the whole job.
+
+    Without it a failing rank would exit while the others wait in a collective
+    for a partner that will never come.
+    """
+    global _hook_installed
+    if _hook_installed or launched_size() <= 1:
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        if issubclass(kind, KeyboardInterrupt):
+            previous(kind, value, tb)
+            abort(130, "interrupted")
+        previous(kind, value, tb)  # the traceback first, then the one line and the abort
+        abort(1, f"{kind.__name__}: {value}")
+
+    sys.excepthook = hook
+    _hook_installed = True
+
+
+def share(n: int, rank: int, size: int) -> tuple[int, int]:
+    """[lo, hi) of rank's part when n items are split into ``size`` contiguous parts differing by at most one."""
+    base, extra = divmod(n, size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
+def flat_views(shapes, dtype):
+    """One contiguous buffer and views of it shaped like ``shapes`` (in order).
+
+    Parameters or gradients kept this way cross the network as one message:
+    one Allreduce or Bcast per step instead of one per array.
+    """
+    import numpy as np
+
+    sizes = [int(np.prod(s)) for s in shapes]
+    flat = np.zeros(sum(sizes), dtype)
+    views, offset = [], 0
+    for shape, size in zip(shapes, sizes):
+        views.append(flat[offset:offset + size].reshape(shape))
+        offset += size
+    return flat, views

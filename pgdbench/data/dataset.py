@@ -1,0 +1,58 @@
+"""A data set: train / validation / test splits of float32 inputs and integer labels, checked on creation."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pgdbench.errors import DataError
+
+
+@dataclass
+class Dataset:
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    class_names: list = field(default_factory=list)
+    source: str = ""
+
+    def __post_init__(self):
+        for split in ("train", "val", "test"):
+            X = np.ascontiguousarray(getattr(self, f"X_{split}"), dtype=np.float32)
+            y = np.asarray(getattr(self, f"y_{split}"))
+            if X.ndim != 2:
+                raise DataError(f"{self.name}: {split} inputs must be a 2-D array (examples × features), got shape {X.shape}")
+            if len(y) != len(X):
+                raise DataError(f"{self.name}: {split} has {len(X)} inputs but {len(y)} labels")
+            if not np.all(np.isfinite(X)):
+                bad = int(np.count_nonzero(~np.isfinite(X)))
+                raise DataError(f"{self.name}: {split} inputs contain {bad} NaN or infinite values")
+            if len(y) and (y.min() < 0 or y.max() >= self.n_classes or not np.issubdtype(y.dtype, np.integer)):
+                raise DataError(f"{self.name}: {split} labels must be integers in 0..{self.n_classes - 1}")
+            setattr(self, f"X_{split}", X)
+            setattr(self, f"y_{split}", y.astype(np.int64))
+        widths = {self.X_train.shape[1], self.X_val.shape[1], self.X_test.shape[1]}
+        if len(widths) != 1:
+            raise DataError(f"{self.name}: the splits have different numbers of features {sorted(widths)}")
+        if len(self.X_train) == 0:
+            raise DataError(f"{self.name}: the training split is empty")
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+    def one_hot(self, y: np.ndarray, dtype=np.float32) -> np.ndarray:
+        return np.eye(self.n_classes, dtype=dtype)[y]
+
+    @property
+    def Y_train(self) -> np.ndarray:
+        return self.one_hot(self.y_train)
+
+    def summary(self) -> str:
+        return (f"{self.name}: {len(self.X_train)} train / {len(self.X_val)} validation / "
+                f"{len(self.X_test)} test, {self.n_features} features, {self.n_classes} classes")

@@ -1,0 +1,176 @@
+"""Results files: JSON lines, appended one whole record at a time.
+
+Each record is written with a single ``os.write`` on a file opened with
+O_APPEND and then fsync'ed, so a run killed at any moment leaves every earlier
+record intact and at worst no trace of the record in flight. Every record of
+one invocation carries the same ``run_id``; the invocation's last record is
+``{"kind": "run_end"}``, so a reader can tell a complete run from an
+interrupted one. Readers skip (and report) a torn last line.
+
+A command opens its results file as ``with ResultsWriter(...) as writer:``;
+leaving the block writes the ``run_end``, whose status says how the block
+ended: ``complete``, ``interrupted`` (Ctrl-C, or SIGTERM, which the block
+turns into a KeyboardInterrupt) or ``failed`` (any other exception, whose type
+and message are recorded). The exception itself always goes on to the caller.
+Where there may be no file to write (no ``--results``, an MPI rank other than
+0), :func:`optional_writer` gives a :class:`NullWriter` that drops the records.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import uuid
+from pathlib import Path
+from typing import Iterable
+
+from pgdbench.core.mpi import is_root
+from pgdbench.harness.machine import machine_info
+
+
+def _clean(value):
+    """JSON has no NaN: store non-finite floats as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _clean(value.item())
+    return value
+
+
+def append_record(path, record: dict) -> None:
+    line = (json.dumps(_clean(record), sort_keys=True, default=str) + "\n").encode()
+    path = Path(path)
+    if path.parent != Path(""):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, line)
+        if written != len(line):  # never seen for one line on a local disk, but never silent either
+            raise OSError(f"short write to {path}: {written} of {len(line)} bytes")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_records(path) -> tuple[list[dict], list[str]]:
+    """Records of a results file, and warnings for lines that could not be read."""
+    records, warnings = [], []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                records.append(json.loads(raw))
+            except json.JSONDecodeError:
+                warnings.append(f"{path}:{number}: torn or corrupt line skipped")
+    return records, warnings
+
+
+class ResultsWriter:
+    """Appends the records of one invocation under a shared run id; use it as a context manager.
+
+    ``run_start`` is written when the writer is made, ``run_end`` when the
+    ``with`` block ends (or by :meth:`close`, once). Inside the block SIGTERM
+    raises KeyboardInterrupt, as Ctrl-C does, so a terminated run still gets
+    its ``run_end``, marked interrupted (SIGKILL cannot be caught: such a run
+    has no ``run_end`` and reads as incomplete).
+    """
+
+    def __init__(self, path, command: str, machine: dict, config: dict):
+        self.path = Path(path)
+        self.run_id = uuid.uuid4().hex[:12]
+        self.count = 0
+        self.closed = False
+        self._sigterm = None  # (previous handler,) while this writer's SIGTERM handler is installed
+        append_record(self.path, {"kind": "run_start", "run_id": self.run_id, "command": command,
+                                  "machine": machine, "config": config})
+
+    def write(self, record: dict) -> None:
+        if self.closed:
+            raise ValueError(f"run {self.run_id} in {self.path} has already ended")
+        append_record(self.path, {"run_id": self.run_id, **record})
+        self.count += 1
+
+    def close(self, status: str = "complete", error: BaseException | None = None) -> None:
+        """Write the ``run_end`` record, with the type and message of ``error`` if given (once: a second
+        call does nothing)."""
+        if self.closed:
+            return
+        record = {"kind": "run_end", "run_id": self.run_id, "status": status, "records": self.count}
+        if error is not None:
+            record["error"] = {"type": type(error).__name__, "message": str(error)}
+        append_record(self.path, record)
+        self.closed = True
+
+    def __enter__(self) -> "ResultsWriter":
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._sigterm = (signal.signal(signal.SIGTERM, _sigterm_as_interrupt),)
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        try:
+            if exc is None:
+                self.close("complete")
+            else:
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                try:
+                    self.close("interrupted" if interrupted else "failed", None if interrupted else exc)
+                except Exception as close_error:  # the block's exception is the one to report (the run
+                    if hasattr(exc, "add_note"):  # then reads as incomplete); Python 3.11+ shows the note
+                        exc.add_note(f"(its run_end could not be written to {self.path}: {close_error!r})")
+        finally:
+            if self._sigterm is not None:
+                previous = self._sigterm[0]  # None: installed outside Python, the default is the best guess
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+                self._sigterm = None
+        return False  # never swallow the exception
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+class NullWriter:
+    """Stands in for a ResultsWriter where nothing is to be written: takes records and drops them."""
+
+    run_id = None
+    count = 0
+
+    def write(self, record: dict) -> None:
+        pass
+
+    def close(self, status: str = "complete", error: BaseException | None = None) -> None:
+        pass
+
+    def __enter__(self) -> "NullWriter":
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        return False
+
+
+def optional_writer(path, command: str, config: dict) -> ResultsWriter | NullWriter:
+    """A ResultsWriter on ``path`` describing this machine, or a NullWriter when ``path`` is None or empty
+    or this process is an MPI rank other than 0 (under mpiexec only rank 0 writes files)."""
+
+    if not path or not is_root():
+        return NullWriter()
+
+    return ResultsWriter(path, command, machine_info(), config)
+
+
+def run_status(records: Iterable[dict]) -> dict[str, str]:
+    """run_id → 'complete', 'interrupted', 'failed' or 'incomplete' (no run_end: killed)."""
+    status = {}
+    for r in records:
+        if r.get("kind") == "run_start":
+            status.setdefault(r["run_id"], "incomplete")
+        elif r.get("kind") == "run_end":
+            status[r["run_id"]] = r.get("status", "complete")
+    return status

@@ -1,0 +1,1 @@
+"""Reports: loading results files, the studies' claims checked, figures and the Markdown summary."""
