@@ -17,15 +17,16 @@ import argparse  # noqa: E402  (after the environment is set)
 import os  # noqa: E402
 import sys  # noqa: E402
 
-from pgdbench.cli.commands import (averaging_study, bench, check, dbn, mpi_bench, peak, report, train,  # noqa: E402
-                                   tta, tune)
+from pgdbench.cli.commands import (averaging_study, bench, check, dbn, gate, mpi_bench, peak, report,  # noqa: E402
+                                   train, tta, tune)
 from pgdbench.cli.commands import list as list_command  # noqa: E402  (not to shadow the builtin)
 from pgdbench.core import mpi  # noqa: E402
 from pgdbench.errors import PgdbenchError  # noqa: E402
 
 #: The subcommands in the order ``pgdbench --help`` lists them.
 COMMANDS = {"list": list_command, "train": train, "bench": bench, "tune": tune, "peak": peak, "check": check, "tta": tta,
-            "report": report, "averaging-study": averaging_study, "mpi-bench": mpi_bench, "dbn": dbn}
+            "report": report, "averaging-study": averaging_study, "mpi-bench": mpi_bench, "dbn": dbn,
+            "gate": gate}
 
 
 class Parser(argparse.ArgumentParser):

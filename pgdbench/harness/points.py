@@ -1,0 +1,130 @@
+"""Which benchmark points the regression gate and the asv history measure: data, in ``points.toml``.
+
+The file (``pgdbench/harness/points.toml``; ``pgdbench gate --points FILE``
+reads another) has one table per use, ``[gate]`` and ``[history]``, each
+with the axes of a grid::
+
+    [gate]
+    backends = "available"        # every backend registered in either revision, or a list of names
+    nets = ["net1h"]              # presets (net1h, net2h) or widths such as "784-32-10"
+    batch_sizes = [32, 512]
+    threads = [1, "all"]          # "all": every CPU this process may use
+    sample_seconds = 0.05         # one timing covers whole batches lasting about this long
+
+    [gate.backend.python]         # per-backend replacements of any axis
+    nets = ["784-32-10"]
+    batch_sizes = [4]
+
+Serial backends (those that refuse T > 1) are measured at 1 thread only; a
+backend registered but unusable here is kept, and the gate says why it was
+skipped.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional, Union
+
+from pgdbench.errors import UsageError
+from pgdbench.harness.probe import Point, layers_of
+
+DEFAULT_FILE = Path(__file__).with_name("points.toml")
+AXES = ("backends", "nets", "batch_sizes", "threads")
+
+
+@dataclass(frozen=True)
+class PointSet:
+    backends: Union[str, tuple] = "available"
+    nets: tuple = ("net1h",)
+    batch_sizes: tuple = (32, 512)
+    threads: tuple = (1, "all")
+    dtype: str = "float32"
+    sample_seconds: float = 0.05
+    per_backend: dict = field(default_factory=dict)   # backend -> {axis: values}
+
+    def restricted(self, backends=None, nets=None, batch_sizes=None, threads=None) -> "PointSet":
+        """The same set with some axes replaced (command-line options win over the file)."""
+        given = {"backends": backends, "nets": nets, "batch_sizes": batch_sizes, "threads": threads}
+        changes = {k: tuple(v) for k, v in given.items() if v}
+        per_backend = {b: {k: v for k, v in axes.items() if k not in changes} for b, axes in self.per_backend.items()}
+        return replace(self, **changes, per_backend=per_backend)
+
+
+def _toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise UsageError(f"reading {path} needs Python ≥ 3.11 or the tomli package") from None
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"point set file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+
+
+def load_point_set(path: Optional[Path] = None, table: str = "gate") -> PointSet:
+    """The ``[table]`` of a points file (default: the one shipped with pgdbench), checked."""
+    path = Path(path) if path else DEFAULT_FILE
+    data = _toml(path).get(table)
+    if data is None:
+        raise UsageError(f"{path} has no [{table}] table")
+    known = set(AXES) | {"dtype", "sample_seconds", "backend"}
+    unknown = set(data) - known
+    if unknown:
+        raise UsageError(f"[{table}] in {path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    per_backend = {}
+    for name, axes in data.get("backend", {}).items():
+        bad = set(axes) - set(AXES[1:])
+        if bad:
+            raise UsageError(f"[{table}.backend.{name}] in {path}: unknown key(s) {', '.join(sorted(bad))}")
+        per_backend[name] = {k: tuple(v) for k, v in axes.items()}
+    backends = data.get("backends", "available")
+    point_set = PointSet(backends=backends if isinstance(backends, str) else tuple(backends),
+                         **{k: tuple(data[k]) for k in AXES[1:] if k in data},
+                         dtype=data.get("dtype", "float32"), sample_seconds=float(data.get("sample_seconds", 0.05)),
+                         per_backend=per_backend)
+    check_point_set(point_set, f"[{table}] in {path}")
+    return point_set
+
+
+def check_point_set(s: PointSet, where: str = "the point set") -> None:
+    if isinstance(s.backends, str) and s.backends != "available":
+        raise UsageError(f"{where}: backends must be \"available\" or a list of names, got {s.backends!r}")
+    for axes in [vars(s), *s.per_backend.values()]:
+        for net in axes.get("nets", ()):
+            try:
+                layers_of(net)
+            except ValueError as exc:
+                raise UsageError(f"{where}: {exc}") from None
+        for b in axes.get("batch_sizes", ()):
+            if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
+                raise UsageError(f"{where}: batch sizes must be positive integers, got {b!r}")
+        for t in axes.get("threads", ()):
+            if t != "all" and (isinstance(t, bool) or not isinstance(t, int) or t <= 0):
+                raise UsageError(f"{where}: threads must be positive integers or \"all\", got {t!r}")
+    if s.dtype not in ("float32", "float64"):
+        raise UsageError(f"{where}: dtype must be float32 or float64, got {s.dtype!r}")
+    if not 0 < s.sample_seconds <= 10:
+        raise UsageError(f"{where}: sample_seconds must be in (0, 10], got {s.sample_seconds}")
+
+
+def expand_points(s: PointSet, registered: list[str], cpus: int) -> list[Point]:
+    """Every point of the set: backends × nets × batch sizes × threads, per-backend axes applied.
+
+    ``registered`` are the backends the revisions declare; a named backend
+    that neither declares is kept (the gate then says it is not registered).
+    """
+    backends = list(registered) if s.backends == "available" else list(s.backends)
+    points: list[Point] = []
+    for backend in backends:
+        axes = {**{k: getattr(s, k) for k in AXES[1:]}, **s.per_backend.get(backend, {})}
+        threads = sorted({cpus if t == "all" else int(t) for t in axes["threads"]})
+        for net, batch, t in itertools.product(axes["nets"], axes["batch_sizes"], threads):
+            points.append(Point(backend, net, int(batch), t, s.dtype))
+    return list(dict.fromkeys(points))

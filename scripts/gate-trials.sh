@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Proof that `pgdbench gate` decides right, measured: on a throw-away clone, two commits on top of the
+# checkout's HEAD -- one makes the numpy backend's epoch about 10 % slower with real work, one changes only
+# a comment -- then the documented gate, `pgdbench gate BASE CANDIDATE`, N times on each, alternating
+# between the two so that the machine's load hits both alike. Writes every gate's output and results
+# under OUT, and prints the detection rate, the false-alarm rate and the time per gate run.
+#
+#   scripts/gate-trials.sh [N] [OUT] [-- extra pgdbench gate options]     (from the repository root)
+#
+# Default N=20, OUT=results/gate-trials. Takes about 2 × N × 5 minutes. The slowdown's size is set by
+# PGDBENCH_TRIAL_SLOWDOWN (percent of the epoch's examples whose forward pass is computed again; the
+# default 20 makes a Net-1h epoch about 10 % slower).
+set -euo pipefail
+N=${1:-20}
+OUT=${2:-results/gate-trials}
+shift $(( $# > 2 ? 2 : $# ))
+[ "${1:-}" = "--" ] && shift
+EXTRA=("$@")
+FRACTION=${PGDBENCH_TRIAL_SLOWDOWN:-20}
+ROOT=$(git rev-parse --show-toplevel)
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+git clone --quiet "$ROOT" "$WORK/clone"
+cd "$WORK/clone"
+git -c advice.detachedHead=false checkout --quiet "$(git -C "$ROOT" rev-parse HEAD)"
+BASE=$(git rev-parse HEAD)
+
+# The numpy backend's module, from its entry point: the edit follows the code wherever it lives.
+MODULE=$(python3 - <<'PY'
+import tomllib
+target = tomllib.load(open("pyproject.toml", "rb"))["project"]["entry-points"]["pgdbench.implementations"]["numpy"]
+module, cls = target.split(":")
+print(module.replace(".", "/") + ".py", cls)
+PY
+)
+read -r FILE CLASS <<<"$MODULE"
+
+git checkout --quiet -b trial-slower "$BASE"
+cat >> "$FILE" <<PY
+
+
+# --- gate trial (scripts/gate-trials.sh): real work added to every epoch, the forward pass computed
+# --- again over ${FRACTION} % of the epoch's examples (results unchanged, time about 10 % longer)
+def _trial_slower(train_epoch):
+    def slower(self, order, batch_size, learning_rate, progress=None):
+        train_epoch(self, order, batch_size, learning_rate, progress)
+        self.predict(self.X[order[: max(1, len(order) * ${FRACTION} // 100)]])
+    return slower
+
+
+${CLASS}.train_epoch = _trial_slower(${CLASS}.train_epoch)
+PY
+git commit --quiet -am "gate trial: numpy epoch about 10 % slower (forward pass again over ${FRACTION} % of it)"
+SLOWER=$(git rev-parse HEAD)
+
+git checkout --quiet -b trial-comment "$BASE"
+sed -i '1a # (gate trial: a comment-only change)' "$FILE"
+git commit --quiet -am "gate trial: a comment, nothing else"
+COMMENT=$(git rev-parse HEAD)
+git checkout --quiet "$BASE"
+
+echo "trials: $N × (slower, comment-only) on $(python3 -c 'import pgdbench.machine as m; print(m.cpu_model())' 2>/dev/null || uname -m), base $BASE"
+for i in $(seq 1 "$N"); do
+  for kind in slower comment; do
+    [ "$kind" = slower ] && REV=$SLOWER || REV=$COMMENT
+    start=$(date +%s)
+    set +e
+    pgdbench gate "$BASE" "$REV" --quiet --results "$OUT/$kind.jsonl" "${EXTRA[@]}" > "$OUT/$kind-$i.txt" 2>&1
+    code=$?
+    set -e
+    echo "$kind $i exit=$code seconds=$(( $(date +%s) - start ))" | tee -a "$OUT/runs.txt"
+  done
+done
+python3 - "$OUT" <<'PY'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+runs = [line.split() for line in (out / "runs.txt").read_text().splitlines() if line.strip()]
+for kind, want in (("slower", "1"), ("comment", "0")):
+    mine = [r for r in runs if r[0] == kind]
+    codes = [r[2].split("=")[1] for r in mine]
+    secs = sorted(int(r[3].split("=")[1]) for r in mine)
+    right = sum(c == want for c in codes)
+    errors = sum(c not in ("0", "1") for c in codes)
+    what = "caught" if kind == "slower" else "passed"
+    print(f"{kind:8s}: {what} {right}/{len(mine)} (usage errors {errors}); seconds per gate run: "
+          f"median {secs[len(secs)//2] if secs else '-'}, max {secs[-1] if secs else '-'}")
+PY
