@@ -17,9 +17,9 @@ runs between two order statistics of those averages chosen from the exact
 null distribution of the signed-rank statistic. Why this one:
 
 * it assumes only that the round values are symmetric about their centre,
-  not that they are normal: a round that a burst of load slowed down moves
-  the interval by one rank, not by its size (a t interval or a bootstrap of
-  the mean would be dragged by it);
+  not that they are normal: from a dozen rounds on, a round that a burst of
+  load slowed down moves the interval by one rank, not by its size (a t
+  interval or a bootstrap of the mean would be dragged by it);
 * its coverage is exact for any number of rounds, which matters because the
   gate stops as soon as it can decide, often after 6–10 rounds;
 * it needs nothing beyond the standard library and NumPy.
