@@ -44,7 +44,9 @@ def test_point_set_options_replace_axes_of_the_file():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[gate]\nbackend = 1\nnets = ['net9h']\n", "neither a preset"),
+    ("[gate]\nnets = ['net9h']\n", "neither a preset"),
+    ("[gate]\nbackend = 1\n", "must hold tables"),
+    ("[gate]\nnets = 'net1h'\n", "must be a list"),
     ("[gate]\ncolour = 'red'\n", "unknown key"),
     ("[gate]\nbatch_sizes = [0]\n", "positive integers"),
     ("[gate]\nthreads = ['some']\n", "threads must be"),
@@ -64,13 +66,13 @@ def test_probe_times_a_point_on_both_clocks_with_the_same_work_each_time():
     point = probe.Point("numpy", "784-32-10", 8, 1, examples=64)
     prepared = probe.prepare(point)
     try:
-        weights_before = [w.copy() for w in prepared.trainer.get_params().weights]
         wall, cpu = prepared.timed()
         assert wall > 0 and cpu > 0
-        prepared.timed()
-        # every timing starts from the same initial weights, so every timing does the same arithmetic
+        trained = prepared.trainer.get_params().weights
+        assert any((a != b).any() for a, b in zip(trained, prepared.initial.weights))   # it did train
+        # and every timing starts from the same initial weights, so every timing does the same arithmetic
         prepared.reset()
-        assert all((a == b).all() for a, b in zip(prepared.trainer.get_params().weights, weights_before))
+        assert all((a == b).all() for a, b in zip(prepared.trainer.get_params().weights, prepared.initial.weights))
     finally:
         prepared.close()
 

@@ -78,13 +78,24 @@ def load_point_set(path: Optional[Path] = None, table: str = "gate") -> PointSet
     unknown = set(data) - known
     if unknown:
         raise UsageError(f"[{table}] in {path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    where = f"[{table}] in {path}"
+    for key in AXES[1:]:
+        if key in data and not isinstance(data[key], list):
+            raise UsageError(f"{where}: {key} must be a list, got {data[key]!r}")
     per_backend = {}
-    for name, axes in data.get("backend", {}).items():
+    tables = data.get("backend", {})
+    if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+        raise UsageError(f"{where}: backend must hold tables such as [{table}.backend.python], got {tables!r}")
+    for name, axes in tables.items():
         bad = set(axes) - set(AXES[1:])
         if bad:
             raise UsageError(f"[{table}.backend.{name}] in {path}: unknown key(s) {', '.join(sorted(bad))}")
+        if not all(isinstance(v, list) for v in axes.values()):
+            raise UsageError(f"[{table}.backend.{name}] in {path}: every value must be a list")
         per_backend[name] = {k: tuple(v) for k, v in axes.items()}
     backends = data.get("backends", "available")
+    if not isinstance(backends, (str, list)):
+        raise UsageError(f"{where}: backends must be \"available\" or a list of names, got {backends!r}")
     point_set = PointSet(backends=backends if isinstance(backends, str) else tuple(backends),
                          **{k: tuple(data[k]) for k in AXES[1:] if k in data},
                          dtype=data.get("dtype", "float32"), sample_seconds=float(data.get("sample_seconds", 0.05)),
