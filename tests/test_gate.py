@@ -21,7 +21,9 @@ from pgdbench.harness.gate import choose_clock
 from pgdbench.harness.points import DEFAULT_FILE, expand_points, load_point_set
 
 ROOT = Path(__file__).resolve().parent.parent
-PGDBENCH = [sys.executable, "-m", "pgdbench.cli"]
+# this checkout's pgdbench, whatever the folder it runs in (python -m would put that folder first on sys.path)
+PGDBENCH = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); from pgdbench.cli import main; "
+            "sys.exit(main())"]
 
 
 # -- the point set ----------------------------------------------------------------------------------

@@ -21,7 +21,11 @@ import os
 import sys
 from pathlib import Path
 
-from pgdbench.commands.common import int_list, positive_float, positive_int, record_config
+from pgdbench.cli.commands.common import int_list, positive_float, positive_int, record_config
+from pgdbench.harness.gate import Gate, GateSettings, prepare_revisions, report_lines, repository_root
+from pgdbench.harness.machine import cpu_model
+from pgdbench.harness.points import check_point_set, load_point_set
+from pgdbench.harness.results import ResultsWriter
 
 HELP = "regression gate: time two git revisions interleaved, fail only on a confident slowdown"
 
@@ -56,11 +60,6 @@ def add_arguments(p):
 
 
 def run(args):
-    from pgdbench.harness.gate import Gate, GateSettings, prepare_revisions, report_lines, repository_root
-    from pgdbench.harness.points import check_point_set, load_point_set
-    from pgdbench.machine import cpu_model
-    from pgdbench.results import ResultsWriter
-
     settings = GateSettings(threshold=args.threshold, confidence=args.confidence, budget=args.budget,
                             pairs=args.pairs, max_rounds=args.max_rounds, clock=args.clock, seed=args.seed, python=args.python)
     settings.check()
