@@ -1,152 +1,125 @@
-"""airspeed velocity (asv) benchmarks: training throughput over backend × net × batch size × threads.
+"""airspeed velocity (asv) benchmarks: the history of one minibatch step, commit after commit.
 
-In the style of numpy's and scipy's suites: parametrized classes, cheap
-``setup``, and a grid point that cannot run here (backend not installed, no
-GPU, serial backend asked for 2 threads, more threads than CPUs) raises
-``NotImplementedError`` in ``setup``, which asv records as skipped (n/a),
-never as a result.
+asv runs the benchmarks of *this* checkout against the package installed from
+each commit it replays, so the code here must work with every revision of
+pgdbench back to the first one: it measures through
+``pgdbench/harness/probe.py`` (loaded by path from this checkout), which
+needs nothing from the revision but the trainer protocol (entry points,
+``NetSpec``/``Parameters``, ``train_epoch``) — unchanged since the first
+commit. Nothing here imports pgdbench.
 
-The grid is :func:`pgdbench.harness.workload.harness_axes`: every registered backend,
-both nets of seed 000, batch sizes 32..1024, threads 1 and all CPUs; narrow
-it with environment variables, e.g.
-``PGDBENCH_GRID_BACKENDS=numpy,torch PGDBENCH_GRID_NETS=net1h asv run ...``.
-``TimeTraining`` covers the whole grid; ``PeakMemTraining`` and
-``TrackTraining`` only its largest batch size (:func:`pgdbench.harness.workload.headline_axes`):
-asv starts a process for every point of every benchmark, so five derived
-figures over the whole grid would cost five times as many processes as the
-timings themselves.
+The points are the ``[history]`` table of ``pgdbench/harness/points.toml``:
+the suite's backends at 1 thread, Net-1h, batches 32 and 512 (the pure-Python
+backend on a small net), one parameter ``point`` labelled like
+``numpy net1h B=32 T=1``. A point that cannot run here (backend not
+installed or not registered at that commit, no GPU) raises
+``NotImplementedError`` in ``setup`` with the reason, which asv records as
+n/a and prints with ``asv run --show-stderr`` (``-e``).
 
-Importing this module is cheap on purpose (NumPy, no backend): asv imports it
-anew in each of those processes.
+Every figure is lower-is-better, as asv assumes for all of them: seconds per
+minibatch step and peak memory. GFLOP/s, speedups and the fraction of the
+peak, where higher is better, are derived from the same timings by
+``pgdbench report`` (which reads asv's results), not judged by asv.
 
-Each call trains a fixed slice of examples (``HARNESS_EXAMPLES``; fewer for
-projected backends), not a whole epoch, so ``asv run --quick`` of the whole
-suite stays short. Per-epoch figures (``track_epoch_seconds_projected``) are
-extrapolated to a 50,000-example epoch and say so in their name and unit.
+To measure part of the history grid, select points with ``-b``, which keeps
+the stored results of the others (asv merges by parameter)::
+
+    asv run -b "time_step\\('numpy" ...
 """
-from pgdbench.harness.openblas_env import prefer_sleeping_blas_threads
+import importlib.util
+import os
+import sys
+from pathlib import Path
 
-prefer_sleeping_blas_threads()  # before NumPy loads, as the pgdbench command does
+# As every pgdbench command does (pgdbench.harness.openblas_env), before NumPy and its OpenBLAS load.
+if "numpy" not in sys.modules:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-import itertools  # noqa: E402
-
-from pgdbench.harness.grid import Config, add_speedups
-from pgdbench.harness.workload import (NotApplicable, Workload, harness_axes, harness_configs, harness_record,
-                                       headline_axes, projected_once)
-
-_AXES = harness_axes()
-_HEADLINE = headline_axes(_AXES)
-_AXIS_KEYS = ("backends", "nets", "batch_sizes", "threads")
-PARAMS = [_AXES[k] for k in _AXIS_KEYS]
-HEADLINE_PARAMS = [_HEADLINE[k] for k in _AXIS_KEYS]
-PARAM_NAMES = ["backend", "net", "batch_size", "threads"]
+_HARNESS = Path(__file__).resolve().parent.parent / "pgdbench" / "harness"
 
 
-def _workload(backend, net, batch_size, threads):
-    once = projected_once(backend, int(batch_size), _AXES["batch_sizes"])
-    if once:
-        raise NotImplementedError(once)
-    try:
-        return Workload(Config(backend, net, int(batch_size), int(threads)))
-    except NotApplicable as exc:
-        raise NotImplementedError(str(exc)) from None
+def _load(name, filename):
+    """A module of this checkout's harness, by path: the installed pgdbench is the revision under test."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _HARNESS / filename)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-class _Slice:
-    params = PARAMS
-    param_names = PARAM_NAMES
-    timeout = 300
-
-    def setup(self, backend, net, batch_size, threads):
-        self.work = _workload(backend, net, batch_size, threads)
-
-    def teardown(self, backend, net, batch_size, threads):
-        work = getattr(self, "work", None)
-        if work is not None:
-            work.close()
+probe = _load("pgdbench_probe", "probe.py")
 
 
-class TimeTraining(_Slice):
-    """Wall time of one pass of minibatch GD over a fixed slice of examples (see HARNESS_EXAMPLES)."""
+def _history_points():
+    """The [history] table, read here with the standard library (this module must not import pgdbench)."""
+    import tomllib
 
-    number = 1            # one call is already dozens of minibatch steps
-    repeat = (1, 5, 20.0)
-
-    def time_train_slice(self, backend, net, batch_size, threads):
-        self.work.run()
-
-
-class PeakMemTraining(_Slice):
-    """Peak resident memory of a process that builds a trainer, loads the data and trains the slice.
-
-    Only at the grid's largest batch size (``HEADLINE_PARAMS``): buffers grow with the batch, so that is
-    each backend's peak (and it keeps `asv run --quick` of the whole suite short).
-    """
-
-    params = HEADLINE_PARAMS
-
-    def peakmem_train_slice(self, backend, net, batch_size, threads):
-        self.work.run()
+    with open(_HARNESS / "points.toml", "rb") as f:
+        table = tomllib.load(f)["history"]
+    points = []
+    for backend in table["backends"]:
+        axes = {**table, **table.get("backend", {}).get(backend, {})}
+        for net in axes["nets"]:
+            for batch in axes["batch_sizes"]:
+                for threads in axes["threads"]:
+                    points.append(probe.Point(backend, net, int(batch), int(threads), table.get("dtype", "float32")))
+    return points
 
 
-class TrackTraining:
-    """Derived figures at the grid's largest batch size, every backend × net × threads (``HEADLINE_PARAMS``).
+POINTS = {p.label: p for p in _history_points()}
+#: Batches the step cycles through: the gathered rows differ from step to step, as in an epoch.
+SLICE_BATCHES = 4
 
-    ``setup_cache`` measures those points once (best of 2 calls each), plus
-    what their speedups need: the same backend at 1 thread
-    (``speedup_vs_1thread``) and its serial counterpart at 1 thread
-    (``speedup_vs_serial``, the paper's SUP), per example, in the same
-    process. Each track benchmark then only looks its point up, so the
-    processes asv starts per point are cheap.
-    """
 
-    params = HEADLINE_PARAMS
-    param_names = PARAM_NAMES
-    timeout = 3600  # setup_cache times every backend at the headline points (numba JIT, MPI start-up, GPUs)
+class _Point:
+    params = [list(POINTS)]
+    param_names = ["point"]
+    timeout = 600   # the first run in a new environment compiles numba kernels
 
-    def setup_cache(self):
-        points = [Config(b, n, int(bs), int(t)) for b, n, bs, t in itertools.product(*HEADLINE_PARAMS)]
-        # the points themselves too: one that cannot run gets its record (skipped, with the reason) here
-        configs = dict.fromkeys(harness_configs(_HEADLINE) + points)
-        records = {c: harness_record(c) for c in configs}
-        add_speedups(list(records.values()))  # slices of different sizes compare through seconds_per_epoch
-        return records
+    def setup(self, label):
+        point = POINTS[label]
+        try:
+            self.prepared = probe.prepare(probe.Point(**{**point.__dict__, "examples": SLICE_BATCHES * point.batch_size}))
+        except probe.Skip as exc:
+            raise NotImplementedError(str(exc)) from None
+        self._next = 0
 
-    def setup(self, cache, backend, net, batch_size, threads):
-        record = cache.get(Config(backend, net, int(batch_size), int(threads)))
-        if record is None:
-            raise NotImplementedError("not part of the measured grid")
-        if record["status"] != "ok":
-            raise NotImplementedError(f"{record['status']}: {record.get('reason', '')}")
-        self.record = record
+    def teardown(self, label):
+        prepared = getattr(self, "prepared", None)
+        if prepared is not None:
+            prepared.close()
 
-    def _value(self, key):
-        value = self.record.get(key)
-        if value is None:
-            raise NotImplementedError(f"{key} not available for this point")
-        return value
+    def _step(self):
+        """One minibatch step: the next batch of the slice (the weights drift; a step's work does not)."""
+        point = self.prepared.point
+        start = (self._next % SLICE_BATCHES) * point.batch_size
+        self._next += 1
+        self.prepared.trainer.train_epoch(self.prepared.order[start:start + point.batch_size], point.batch_size,
+                                          probe.LEARNING_RATE)
 
-    def track_gflops(self, cache, backend, net, batch_size, threads):
-        return self._value("gflops")
 
-    track_gflops.unit = "GFLOP/s"
+class TimeTraining(_Point):
+    """Seconds per minibatch step (B examples: forward, backward and update) of each history point."""
 
-    def track_speedup_vs_serial(self, cache, backend, net, batch_size, threads):
-        return self._value("speedup_vs_serial")
+    pretty_name = "seconds per minibatch step"
+    number = 0                # asv calibrates how many steps one sample times
+    sample_time = 0.05
+    repeat = (5, 10, 1.0)     # at least 5 samples, then up to 10 within 1 s per round
+    rounds = 2                # asv continuous alternates its rounds between the two commits
+    warmup_time = 0.2
 
-    track_speedup_vs_serial.unit = "x"
+    def time_step(self, label):
+        self._step()
 
-    def track_speedup_vs_1thread(self, cache, backend, net, batch_size, threads):
-        return self._value("speedup_vs_1thread")
 
-    track_speedup_vs_1thread.unit = "x"
+class PeakMemTraining(_Point):
+    """Peak resident memory (bytes) of a process that built the trainer, loaded the data and took a step."""
 
-    def track_fraction_of_peak(self, cache, backend, net, batch_size, threads):
-        return self._value("fraction_of_peak")
+    pretty_name = "peak memory of a process that trains (bytes)"
+    params = [[label for label, p in POINTS.items() if p.batch_size == max(q.batch_size for q in POINTS.values()
+                                                                           if q.backend == p.backend)]]
 
-    track_fraction_of_peak.unit = "fraction of GEMM peak"
-
-    def track_epoch_seconds_projected(self, cache, backend, net, batch_size, threads):
-        return self._value("seconds_per_epoch")
-
-    track_epoch_seconds_projected.unit = "seconds per 50,000-example epoch (projected)"
+    def peakmem_step(self, label):
+        self._step()
