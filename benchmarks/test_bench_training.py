@@ -1,24 +1,29 @@
-"""pytest-benchmark suite: the harness grid of pgdbench.harness.workload, one test per grid point.
+"""pytest-benchmark suite: one minibatch step of each point of the gate's point set.
 
-Run with ``pytest benchmarks`` (``pytest tests`` never collects it). The grid
-options (--backend, --net, --batch-size, --threads, --bench-examples,
---bench-rounds) are registered in the top-level conftest.py; see
-docs/benchmarks.md for the autosave / compare / compare-fail workflow.
+``pytest benchmarks`` (``pytest tests`` never collects it). The points are the
+``[gate]`` table of ``pgdbench/harness/points.toml`` — every backend installed
+here at 1 thread and at all CPUs, Net-1h, batches 32 and 512 — narrowed or
+replaced by ``--backend``, ``--net``, ``--batch-size``, ``--threads`` (options
+in the top-level conftest.py). pytest-benchmark calibrates the rounds by time
+(at least ``--benchmark-min-rounds``, as many as fit in
+``--benchmark-max-time``): a 3 ms step gets hundreds of rounds, a 30 ms step
+dozens. Tables are grouped by net and batch size; the pure-Python backend,
+timed on its own small net, lands in a group of its own.
 
-Each round trains a fixed slice of examples (not a whole epoch);
-``extra_info`` carries the GFLOP/s, the projected time per 50,000-example
-epoch, the speedup over the serial counterpart (when that point ran earlier
-in the same session: 1-thread points are ordered first), threads and dtype.
+``extra_info`` holds what the report needs (backend, net, batch size,
+threads, GFLOP/s at the median, seconds per 50,000-example epoch projected
+from the median step) and the facts that change from run to run (date,
+commit, load), which ``machine_info`` leaves out so that comparisons of runs
+on one machine do not warn that the machine differs.
 
-No module-level ``import pytest``: asv imports every module of benchmarks/
-while discovering its own benchmarks, and its environments have no pytest.
+Measured through the same probe as ``pgdbench gate`` and asv
+(:mod:`benchmarks.common`); no module-level ``import pytest`` or pgdbench:
+asv imports every module of benchmarks/ in environments of old commits.
 """
-import math
+import datetime
+import os
 
-from pgdbench.harness.grid import Config
-from pgdbench.harness.workload import NotApplicable, Workload, harness_axes, harness_configs
-
-_PER_EXAMPLE = {}  # Config -> median seconds per example, for speedups within one session
+from .common import SLICE_BATCHES, Stepper, probe, usable_cpus
 
 
 def _split(values, convert=str):
@@ -28,50 +33,51 @@ def _split(values, convert=str):
     return [convert(v.strip()) for item in values for v in str(item).split(",") if v.strip()]
 
 
+def selected_points(config) -> list:
+    """The [gate] table with the options' axes in place of the file's."""
+    from .common import POINTS_FILE
+
+    table = probe.read_table(str(POINTS_FILE), "gate")
+    given = {"backends": _split(config.getoption("--backend")), "nets": _split(config.getoption("--net")),
+             "batch_sizes": _split(config.getoption("--batch-size"), int),
+             "threads": _split(config.getoption("--threads"), int)}
+    for axis, values in given.items():
+        if values:
+            table[axis] = values
+            for per_backend in table.get("backend", {}).values():
+                per_backend.pop(axis, None)
+    return probe.expand_table(table, probe.registered_backends(), usable_cpus())
+
+
 def pytest_generate_tests(metafunc):
-    if "batch_size" not in metafunc.fixturenames:
-        return
-    opt = metafunc.config.getoption
-    axes = harness_axes(_split(opt("--backend")), _split(opt("--net")), _split(opt("--batch-size"), int),
-                        _split(opt("--threads"), int))
-    configs = harness_configs(axes)  # a projected backend only at the largest batch size (its time is per example)
-    # 1-thread points first (serial counterparts before the others), so speedups can be computed as we go
-    serials = {c.backend for c in configs if c.threads == 1}
-    configs.sort(key=lambda c: (c.threads != 1, c.backend not in serials, c.net, c.batch_size))
-    metafunc.parametrize(["backend", "net", "batch_size", "threads"],
-                         [(c.backend, c.net, c.batch_size, c.threads) for c in configs],
-                         ids=[f"{c.backend}-{c.net}-B{c.batch_size}-T{c.threads}" for c in configs])
+    if "point" in metafunc.fixturenames:
+        points = selected_points(metafunc.config)
+        metafunc.parametrize("point", points, ids=[p.label.replace(" ", "-") for p in points])
 
 
-def test_train_slice(benchmark, request, backend, net, batch_size, threads):
-    import pytest
+def test_train_step(benchmark, point):
+    import pytest                                  # here: asv's environments have no pytest
+    from pgdbench.core.model import NetSpec        # here: asv imports this module against old commits
 
-    config = Config(backend, net, batch_size, threads)
     try:
-        work = Workload(config, request.config.getoption("--bench-examples"))
-    except NotApplicable as exc:
+        stepper = Stepper(point)
+    except probe.Skip as exc:
         pytest.skip(str(exc))
     try:
-        benchmark.group = f"{net}"
-        rounds = 1 if work.trainer.projected else request.config.getoption("--bench-rounds")  # minutes per call
-        benchmark.pedantic(work.run, rounds=rounds, iterations=1, warmup_rounds=0)
-        params = work.trainer.get_params()
+        benchmark.group = f"{point.net} B={point.batch_size}"
+        benchmark(stepper.step)
     finally:
-        work.close()
-    if not all(math.isfinite(float(a.sum())) for a in params.arrays()):
-        pytest.fail(f"{config.label()} diverged (NaN or infinite parameters): not a valid timing")
+        stepper.close()
     stats = getattr(benchmark, "stats", None)
-    if stats is None:  # --benchmark-disable: the code ran once, untimed
+    if stats is None:  # --benchmark-disable: the step ran once, untimed
         return
     median = stats.stats.median
-    _PER_EXAMPLE[config] = median / work.examples
-    serial = _PER_EXAMPLE.get(Config(work.serial_counterpart, net, batch_size, 1))
-    one = _PER_EXAMPLE.get(Config(backend, net, batch_size, 1))
+    flops = NetSpec(point.layers()).flops_per_example() * point.batch_size
     benchmark.extra_info.update({
-        "backend": backend, "net": net, "batch_size": batch_size, "threads": threads, "dtype": config.dtype,
-        "examples_timed": work.examples, "gflops": work.gflops(median),
-        "seconds_per_epoch": work.projected_seconds(median), "projected": True,
-        "speedup_vs_serial": serial / _PER_EXAMPLE[config] if serial else None,
-        "speedup_vs_1thread": one / _PER_EXAMPLE[config] if one else None,
-        "serial_counterpart": work.serial_counterpart,
+        "backend": point.backend, "net": point.net, "batch_size": point.batch_size, "threads": point.threads,
+        "dtype": point.dtype, "examples_timed": point.batch_size, "examples_per_step": point.batch_size,
+        "slice_batches": SLICE_BATCHES, "gflops": flops / median / 1e9,
+        "seconds_per_epoch": median * probe.EPOCH_EXAMPLES / point.batch_size, "projected": True,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     })

@@ -17,6 +17,7 @@ from typing import Iterable, Optional
 
 from pgdbench.core import registry
 from pgdbench.core.model import DTYPES, resolve_net
+from pgdbench.core.protocol import usable_cpus
 from pgdbench.core.training import fit
 from pgdbench.errors import DivergedError, PgdbenchError
 from pgdbench.harness import peak
@@ -26,6 +27,11 @@ from pgdbench.harness import peak
 NETS = ("net1h", "net2h")
 BATCH_SIZES = (32, 128, 512, 1024)
 PROJECTED_EXAMPLES = 2000  # examples timed per epoch for backends marked `projected`
+
+
+def default_threads() -> list[int]:
+    """1 and every CPU this process may use: the paper's serial and fully parallel points."""
+    return sorted({1, usable_cpus()})
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,11 @@ def numba_threading_layer() -> str | None:
 
 
 @lru_cache(maxsize=1)
-def benchmark_machine_info() -> dict:
-    """What pytest-benchmark's machine_info lacks: :func:`machine_info` (BLAS and its threads, CPU model, threading
-    variables, packages, commit) plus GPUs and the numba threading layer. Computed once per session: the hook
-    that asks for it runs at save and again at compare."""
-    return {**machine_info(), "gpus": gpu_info(), "numba_threading_layer": numba_threading_layer()}
+def stable_machine_info() -> dict:
+    """What pytest-benchmark's machine_info lacks, and only what stays the same between runs on one machine:
+    :func:`machine_info` (BLAS and its threads, CPU model, threading variables, packages) without the date and the
+    git commit, plus GPUs and the numba threading layer. A saved run compared with a new one on the same machine
+    then does not warn that the machine differs (the commit is in pytest-benchmark's commit_info)."""
+    volatile = ("date", "git_commit")
+    return {**{k: v for k, v in machine_info().items() if k not in volatile}, "gpus": gpu_info(),
+            "numba_threading_layer": numba_threading_layer()}

@@ -21,13 +21,12 @@ skipped.
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Union
 
 from pgdbench.errors import UsageError
-from pgdbench.harness.probe import Point, layers_of
+from pgdbench.harness.probe import Point, expand_table, layers_of
 
 DEFAULT_FILE = Path(__file__).with_name("points.toml")
 AXES = ("backends", "nets", "batch_sizes", "threads")
@@ -126,16 +125,12 @@ def check_point_set(s: PointSet, where: str = "the point set") -> None:
 
 
 def expand_points(s: PointSet, registered: list[str], cpus: int) -> list[Point]:
-    """Every point of the set: backends × nets × batch sizes × threads, per-backend axes applied.
+    """Every point of the set (:func:`pgdbench.harness.probe.expand_table`, with the set's axes).
 
     ``registered`` are the backends the revisions declare; a named backend
     that neither declares is kept (the gate then says it is not registered).
     """
-    backends = list(registered) if s.backends == "available" else list(s.backends)
-    points: list[Point] = []
-    for backend in backends:
-        axes = {**{k: getattr(s, k) for k in AXES[1:]}, **s.per_backend.get(backend, {})}
-        threads = sorted({cpus if t == "all" else int(t) for t in axes["threads"]})
-        for net, batch, t in itertools.product(axes["nets"], axes["batch_sizes"], threads):
-            points.append(Point(backend, net, int(batch), t, s.dtype))
-    return list(dict.fromkeys(points))
+    table = {"backends": s.backends if isinstance(s.backends, str) else list(s.backends),
+             **{k: list(getattr(s, k)) for k in AXES[1:]}, "dtype": s.dtype,
+             "backend": {b: {k: list(v) for k, v in axes.items()} for b, axes in s.per_backend.items()}}
+    return expand_table(table, registered, cpus)

@@ -41,6 +41,8 @@ NETS = {"net1h": (1024,), "net2h": (1024, 1024)}
 N_INPUTS, N_OUTPUTS = 784, 10
 GROUP = "pgdbench.implementations"
 LEARNING_RATE = 0.1
+#: What a time per minibatch step is projected to: the MNIST training split of the main study.
+EPOCH_EXAMPLES = 50_000
 #: Untimed batches run before any timing (JIT compilation, kernel builds, thread start-up).
 WARMUP_BATCHES = 2
 
@@ -78,6 +80,17 @@ class Point:
         """Widths from input to output: a preset of :data:`NETS`, or explicit widths such as ``784-32-10``."""
         return layers_of(self.net)
 
+    @classmethod
+    def from_label(cls, label: str) -> "Point":
+        """The point a :attr:`label` names (how asv stores its parameter), e.g. ``numpy net1h B=32 T=1``."""
+        words = label.split()
+        if len(words) < 4 or not words[2].startswith("B=") or not words[3].startswith("T="):
+            raise ValueError(f"not a benchmark point label: {label!r}")
+        threads, *opts = words[3][2:].split(",")
+        dtype = words[4] if len(words) > 4 else "float32"
+        options = tuple(tuple(o.split("=", 1)) for o in opts)
+        return cls(words[0], words[1], int(words[2][2:]), int(threads), dtype, options)
+
 
 def layers_of(net: str) -> tuple[int, ...]:
     if net in NETS:
@@ -91,7 +104,37 @@ def layers_of(net: str) -> tuple[int, ...]:
     return widths
 
 
+def read_table(path: str, table: str) -> dict:
+    """One table of a points file (``pgdbench/harness/points.toml``), as written; checked by the gate, not here."""
+    import tomllib
+
+    with open(path, "rb") as f:
+        return tomllib.load(f)[table]
+
+
+def expand_table(table: dict, registered, cpus: int) -> list[Point]:
+    """The points of a table: backends × nets × batch sizes × threads, each backend's own axes applied.
+
+    ``backends = "available"`` means ``registered``; threads ``"all"`` means ``cpus``.
+    """
+    backends = list(registered) if table.get("backends", "available") == "available" else list(table["backends"])
+    points = []
+    for backend in backends:
+        axes = {**table, **table.get("backend", {}).get(backend, {})}
+        threads = sorted({cpus if t == "all" else int(t) for t in axes["threads"]})
+        for net in axes["nets"]:
+            for batch in axes["batch_sizes"]:
+                for t in threads:
+                    points.append(Point(backend, net, int(batch), t, table.get("dtype", "float32")))
+    return list(dict.fromkeys(points))
+
+
 # -- the revision's protocol, whatever its layout -------------------------------------------------
+
+def registered_backends(tree: Optional[str] = None) -> list[str]:
+    """The backends the revision declares (its pyproject.toml, else the installed package's entry points)."""
+    return sorted(_entry_point_targets(tree))
+
 
 def _entry_point_targets(tree: Optional[str]) -> dict[str, str]:
     """name → "module:Class" from the tree's pyproject.toml, else from the installed package metadata."""
@@ -277,7 +320,7 @@ def _info(tree: Optional[str]) -> dict:
     except ImportError:
         pass
     return {"files": files, "numpy": np.__version__, "python": sys.version.split()[0], "blas": blas,
-            "backends": sorted(_entry_point_targets(tree)), "pid": os.getpid()}
+            "backends": registered_backends(tree), "pid": os.getpid()}
 
 
 def describe(names, tree: Optional[str] = None) -> dict:

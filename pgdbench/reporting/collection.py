@@ -25,7 +25,9 @@ from pathlib import Path
 
 from pgdbench.core import registry
 from pgdbench.errors import DataError
+from pgdbench.core.model import NetSpec
 from pgdbench.harness.grid import options_text, point_key
+from pgdbench.harness.probe import EPOCH_EXAMPLES, Point
 from pgdbench.harness.results import read_records, run_status
 from pgdbench.studies.dbn_scaling import scaling_rows
 from pgdbench.studies.mpi_scaling import add_rank_speedups
@@ -224,9 +226,8 @@ def _load_pytest_benchmark(path: Path, data: dict, out: Collection) -> None:
 
 # -- asv --------------------------------------------------------------------------------------------
 
-_ASV_TRACKS = {"track_epoch_seconds_projected": "seconds_per_epoch", "track_gflops": "gflops",
-               "track_speedup_vs_serial": "speedup_vs_serial", "track_speedup_vs_1thread": "speedup_vs_1thread",
-               "track_fraction_of_peak": "fraction_of_peak", "peakmem_train_slice": "peak_mem_mib"}
+#: asv benchmarks the report reads, and what their value is (benchmarks/bench_training.py).
+_ASV_BENCHMARKS = {"time_step": "seconds_per_step", "peakmem_step": "peak_mem_mib"}
 
 
 def _load_asv(path: Path, data: dict, out: Collection) -> None:
@@ -245,26 +246,27 @@ def _load_asv(path: Path, data: dict, out: Collection) -> None:
     columns = data["result_columns"]
     rows = {}
     for name, values in data["results"].items():
-        metric = _ASV_TRACKS.get(name.rsplit(".", 1)[-1])
-        if metric is None:
-            continue
+        metric = _ASV_BENCHMARKS.get(name.rsplit(".", 1)[-1])
         entry = dict(zip(columns, values))
-        params = entry.get("params") or []
-        results = entry.get("result")
-        if results is None:
-            continue
-        combos = list(itertools.product(*params))
-        for combo, value in zip(combos, results):
-            keys = [_asv_value(v) for v in combo]
-            if len(keys) != 4:
-                continue
-            key = tuple(keys)
+        params, results = entry.get("params") or [], entry.get("result")
+        if metric is None or results is None or len(params) != 1:
+            continue   # another suite's benchmark (asv keeps results of benchmarks since removed)
+        for label, value in zip(params[0], results):
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
-            row = rows.setdefault(key, {"backend": key[0], "net": key[1], "batch_size": int(key[2]),
-                                        "threads": int(key[3]), "dtype": "float32", "projected": True,
-                                        "options": {}, "source": "asv"})
-            row[metric] = value / 2**20 if metric == "peak_mem_mib" else value
+            try:
+                point = Point.from_label(_asv_value(label))
+            except ValueError:
+                continue
+            row = rows.setdefault(point, {"backend": point.backend, "net": point.net, "batch_size": point.batch_size,
+                                          "threads": point.threads, "dtype": point.dtype, "projected": True,
+                                          "options": dict(point.options), "source": "asv"})
+            if metric == "peak_mem_mib":
+                row[metric] = value / 2**20
+            else:   # seconds per minibatch step: per 50,000-example epoch, projected, and the rate it implies
+                row["seconds_per_epoch"] = value * EPOCH_EXAMPLES / point.batch_size
+                row["gflops"] = NetSpec(point.layers()).flops_per_example() * point.batch_size / value / 1e9
+                row["examples_timed"] = point.batch_size
     for row in rows.values():
         if row.get("seconds_per_epoch") is None:
             continue  # only memory was measured: not a performance row

@@ -20,11 +20,11 @@ from pgdbench.cli.commands.common import (add_data_arguments, add_option_argumen
                                           parse_options, positive_float, positive_int, record_config, tqdm_progress)
 from pgdbench.core import registry
 from pgdbench.core.protocol import check_threads
-from pgdbench.harness.grid import (BATCH_SIZES, NETS, add_speedups, best_options, expand, measure, option_grid,
+from pgdbench.harness.grid import (BATCH_SIZES, NETS, add_speedups, best_options, default_threads, expand, measure,
+                                   option_grid,
                                    options_text)
 from pgdbench.harness.machine import machine_info
 from pgdbench.harness.results import ResultsWriter
-from pgdbench.harness.workload import default_threads
 from pgdbench.reporting.tables import table
 
 HELP = "time a grid of backends × nets × batch sizes × threads"
