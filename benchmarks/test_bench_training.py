@@ -4,7 +4,7 @@
 ``[gate]`` table of ``pgdbench/harness/points.toml`` — every backend installed
 here at 1 thread and at all CPUs, Net-1h, batches 32 and 512 — narrowed or
 replaced by ``--backend``, ``--net``, ``--batch-size``, ``--threads`` (options
-in the top-level conftest.py). pytest-benchmark calibrates the rounds by time
+in the top-level conftest.py; a backend's own table in the file still wins). pytest-benchmark calibrates the rounds by time
 (at least ``--benchmark-min-rounds``, as many as fit in
 ``--benchmark-max-time``): a 3 ms step gets hundreds of rounds, a 30 ms step
 dozens. Tables are grouped by net and batch size; the pure-Python backend,
@@ -34,18 +34,15 @@ def _split(values, convert=str):
 
 
 def selected_points(config) -> list:
-    """The [gate] table with the options' axes in place of the file's."""
+    """The [gate] table with the options' axes in place of the file's general ones (a backend's own table, such as
+    the pure-Python backend's small net, still applies to it: measured otherwise it would take minutes)."""
     from .common import POINTS_FILE
 
     table = probe.read_table(str(POINTS_FILE), "gate")
     given = {"backends": _split(config.getoption("--backend")), "nets": _split(config.getoption("--net")),
              "batch_sizes": _split(config.getoption("--batch-size"), int),
              "threads": _split(config.getoption("--threads"), int)}
-    for axis, values in given.items():
-        if values:
-            table[axis] = values
-            for per_backend in table.get("backend", {}).values():
-                per_backend.pop(axis, None)
+    table.update({axis: values for axis, values in given.items() if values})   # per-backend tables still win
     return probe.expand_table(table, probe.registered_backends(), usable_cpus())
 
 

@@ -7,7 +7,9 @@
 #
 #   scripts/gate-trials.sh [N] [OUT] [-- extra pgdbench gate options]     (from the repository root)
 #
-# Default N=20, OUT=results/gate-trials. Takes about 2 × N × 5 minutes. The slowdown's size is set by
+# The gate that runs is the clone's own code (the checkout's HEAD), with the interpreter $PYTHON (default:
+# python3 on PATH: activate the environment pgdbench is installed in). Default N=20, OUT=results/gate-trials.
+# Takes about 2 × N × 5 minutes. The slowdown's size is set by
 # PGDBENCH_TRIAL_SLOWDOWN (percent of the epoch's examples whose forward pass is computed again; the
 # default 15 makes a Net-1h epoch about 10 % slower: measured 1.13–1.14 with 20).
 set -euo pipefail
@@ -17,6 +19,7 @@ shift $(( $# > 2 ? 2 : $# ))
 [ "${1:-}" = "--" ] && shift
 EXTRA=("$@")
 FRACTION=${PGDBENCH_TRIAL_SLOWDOWN:-15}
+PY=${PYTHON:-python3}
 ROOT=$(git rev-parse --show-toplevel)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -61,19 +64,21 @@ git commit --quiet -am "gate trial: a comment, nothing else"
 COMMENT=$(git rev-parse HEAD)
 git checkout --quiet "$BASE"
 
-echo "trials: $N × (slower, comment-only) on $(python3 -c 'import pgdbench.machine as m; print(m.cpu_model())' 2>/dev/null || uname -m), base $BASE"
+CPU=$(grep -m1 "model name" /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')
+echo "trials: $N × (slower, comment-only) on ${CPU:-$(uname -m)}, $(nproc) CPUs; base $BASE" | tee "$OUT/trials.txt"
 for i in $(seq 1 "$N"); do
   for kind in slower comment; do
     [ "$kind" = slower ] && REV=$SLOWER || REV=$COMMENT
     start=$(date +%s)
     set +e
-    pgdbench gate "$BASE" "$REV" --quiet --results "$OUT/$kind.jsonl" "${EXTRA[@]}" > "$OUT/$kind-$i.txt" 2>&1
+    "$PY" -m pgdbench.cli gate "$BASE" "$REV" --quiet --results "$OUT/$kind.jsonl" "${EXTRA[@]}" \
+      > "$OUT/$kind-$i.txt" 2>&1
     code=$?
     set -e
     echo "$kind $i exit=$code seconds=$(( $(date +%s) - start ))" | tee -a "$OUT/runs.txt"
   done
 done
-python3 - "$OUT" <<'PY'
+"$PY" - "$OUT" <<'PY' | tee -a "$OUT/trials.txt"
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
@@ -85,6 +90,14 @@ for kind, want in (("slower", "1"), ("comment", "0")):
     right = sum(c == want for c in codes)
     errors = sum(c not in ("0", "1") for c in codes)
     what = "caught" if kind == "slower" else "passed"
-    print(f"{kind:8s}: {what} {right}/{len(mine)} (usage errors {errors}); seconds per gate run: "
+    print(f"{kind:8s}: {what} {right}/{len(mine)} (other exit codes {errors}); seconds per gate run: "
           f"median {secs[len(secs)//2] if secs else '-'}, max {secs[-1] if secs else '-'}")
+    summaries = [json.loads(line) for line in (out / f"{kind}.jsonl").read_text().splitlines()
+                 if '"gate_summary"' in line] if (out / f"{kind}.jsonl").exists() else []
+    flagged = {}
+    for s in summaries:
+        for point in s["regressions"]:
+            flagged[point] = flagged.get(point, 0) + 1
+    undecided = sum(bool(s["undecided"]) for s in summaries)
+    print(f"          points flagged (runs): {flagged or 'none'}; runs with undecided points: {undecided}")
 PY

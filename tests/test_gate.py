@@ -39,10 +39,10 @@ def test_default_point_set_gates_one_thread_and_all_cpus_of_every_available_back
     assert {p.net for p in python} == {"784-32-10"} and {p.batch_size for p in python} == {4}
 
 
-def test_point_set_options_replace_axes_of_the_file():
-    narrowed = load_point_set(DEFAULT_FILE).restricted(backends=["python"], batch_sizes=[8], threads=[1])
+def test_point_set_options_replace_axes_of_the_file_but_not_a_backends_own_table():
+    narrowed = load_point_set(DEFAULT_FILE).restricted(backends=["numpy", "python"], batch_sizes=[8], threads=[1])
     points = expand_points(narrowed, ["numpy", "python"], cpus=2)
-    assert points == [probe.Point("python", "784-32-10", 8, 1)]
+    assert points == [probe.Point("numpy", "net1h", 8, 1), probe.Point("python", "784-32-10", 4, 1)]
 
 
 @pytest.mark.parametrize("text, message", [

@@ -146,13 +146,14 @@ def test_report_rejects_unknown_files(tmp_path):
 
 
 def test_report_reads_asv_results(tmp_path):
-    """tests/data/asv holds the result files of a real `asv run --python=same` of benchmarks/ (TrackTraining and
-    PeakMemTraining, one grid point), as asv 0.6 wrote them."""
+    """tests/data/asv holds the result files of a real `asv run --python=same` of benchmarks/ (time_step and
+    peakmem_step of one point, the others n/a), as asv 0.6 wrote them: seconds per step become seconds per epoch
+    (projected) and GFLOP/s."""
     data = Path(__file__).parent / "data" / "asv"
     rep = subprocess.run(CLI + ["report", str(data), "--out", str(tmp_path / "rep")], capture_output=True, text=True,
                          timeout=120)
     assert rep.returncode == 0, rep.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| net1h | numpy T=1 | 1024 | 6.92* | 23.7 | 1 | 1 | 75% | asv |" in md
-    assert "AMD EPYC, 2 CPUs" in md and "Commit 41fe9c36" in md and "Measured 2026-11-22" in md
-    assert (tmp_path / "rep" / "tpe_net1h.png").exists() and (tmp_path / "rep" / "peak_net1h.png").exists()
+    assert "| net1h | numpy T=1 | 512 | 2.77* | 59.1 | 1 | 1 | - | asv |" in md   # 28.35 ms per step of 512
+    assert "AMD EPYC, 2 CPUs" in md and "Commit e59b9c30" in md and "Measured 2026-12-01" in md
+    assert (tmp_path / "rep" / "tpe_net1h.png").exists()

@@ -46,7 +46,7 @@ def add_arguments(p):
     p.add_argument("--net", action="append", help="only these nets (repeatable; presets or widths like 784-32-10)")
     p.add_argument("--batch-size", type=int_list, help="only these batch sizes (comma-separated)")
     p.add_argument("--threads", type=int_list, help="only these thread counts (comma-separated)")
-    p.add_argument("--pairs", type=positive_int, default=3, help="pairs of timings per point per round (default 3)")
+    p.add_argument("--pairs", type=positive_int, default=5, help="pairs of timings per point per round (default 5)")
     p.add_argument("--max-rounds", type=positive_int, default=40, help="stop after this many rounds (default 40)")
     p.add_argument("--clock", choices=["auto", "wall", "cpu"], default="auto",
                    help="timings that decide: auto = the process's CPU time for 1-thread CPU points (immune to "
