@@ -47,6 +47,8 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int_list, help="only these batch sizes (comma-separated)")
     p.add_argument("--threads", type=int_list, help="only these thread counts (comma-separated)")
     p.add_argument("--pairs", type=positive_int, default=5, help="pairs of timings per point per round (default 5)")
+    p.add_argument("--min-rounds", type=positive_int, default=6,
+                   help="rounds before any point is decided (default 6, the fewest that give a 95%% interval)")
     p.add_argument("--max-rounds", type=positive_int, default=40, help="stop after this many rounds (default 40)")
     p.add_argument("--clock", choices=["auto", "wall", "cpu"], default="auto",
                    help="timings that decide: auto = the process's CPU time for 1-thread CPU points (immune to "
@@ -61,7 +63,7 @@ def add_arguments(p):
 
 def run(args):
     settings = GateSettings(threshold=args.threshold, confidence=args.confidence, budget=args.budget,
-                            pairs=args.pairs, max_rounds=args.max_rounds, clock=args.clock, seed=args.seed, python=args.python)
+                            pairs=args.pairs, min_rounds=args.min_rounds, max_rounds=args.max_rounds, clock=args.clock, seed=args.seed, python=args.python)
     settings.check()
     point_set = load_point_set(args.points).restricted(args.backend, args.net, args.batch_size, args.threads)
     check_point_set(point_set)
