@@ -11,14 +11,14 @@
 # python3 on PATH: activate the environment pgdbench is installed in). Default N=20, OUT=results/gate-trials.
 # Takes about 2 × N × 5 minutes. The slowdown's size is set by
 # PGDBENCH_TRIAL_SLOWDOWN (percent of the epoch's examples whose forward pass is computed again; the
-# default 15 makes a Net-1h epoch about 10 % slower: measured 1.13–1.14 with 20).
+# default 12 makes a Net-1h epoch about 10 % slower: measured ratios 1.08 with 10, 1.12 with 15).
 set -euo pipefail
 N=${1:-20}
 OUT=${2:-results/gate-trials}
 shift $(( $# > 2 ? 2 : $# ))
 [ "${1:-}" = "--" ] && shift
 EXTRA=("$@")
-FRACTION=${PGDBENCH_TRIAL_SLOWDOWN:-15}
+FRACTION=${PGDBENCH_TRIAL_SLOWDOWN:-12}
 PY=${PYTHON:-python3}
 ROOT=$(git rev-parse --show-toplevel)
 mkdir -p "$OUT"
@@ -100,4 +100,10 @@ for kind, want in (("slower", "1"), ("comment", "0")):
             flagged[point] = flagged.get(point, 0) + 1
     undecided = sum(bool(s["undecided"]) for s in summaries)
     print(f"          points flagged (runs): {flagged or 'none'}; runs with undecided points: {undecided}")
+    ratios = sorted(r["ratio"] for r in (json.loads(line) for line in (out / f"{kind}.jsonl").read_text().splitlines()
+                                         if '"gate_point"' in line)
+                    if r.get("backend") == "numpy" and r.get("threads") == 1 and r.get("ratio"))
+    if ratios:
+        print(f"          numpy 1-thread ratios measured: median {ratios[len(ratios) // 2]:.3f}, "
+              f"range {ratios[0]:.3f}–{ratios[-1]:.3f}")
 PY
