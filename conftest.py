@@ -21,6 +21,11 @@ def pytest_addoption(parser):
                     help="batch size (repeatable or comma-separated; default: 32, 512)")
     group.addoption("--threads", action="append", default=None,
                     help="thread count (repeatable or comma-separated; default: 1 and all usable CPUs)")
+    group.addoption("--gate-against", metavar="REV", default=None,
+                    help="also run pgdbench gate REV HEAD on the same points first, and fail each test whose point "
+                         "HEAD confidently slowed down by more than --gate-threshold")
+    group.addoption("--gate-threshold", type=float, default=0.05, help="the gate's threshold (default 0.05)")
+    group.addoption("--gate-budget", type=float, default=270.0, help="the gate's time budget, seconds (default 270)")
 
 
 @pytest.hookimpl(tryfirst=True)

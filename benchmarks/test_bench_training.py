@@ -16,6 +16,12 @@ from the median step) and the facts that change from run to run (date,
 commit, load), which ``machine_info`` leaves out so that comparisons of runs
 on one machine do not warn that the machine differs.
 
+To gate on it, ``--gate-against REV`` first runs ``pgdbench gate REV HEAD`` on
+the same points (interleaved, paired rounds) and fails each test whose point
+regressed: two pytest-benchmark runs made minutes apart cannot tell a
+slowdown from a change in the machine's load (docs/benchmarks.md measures
+how often they cry wolf).
+
 Measured through the same probe as ``pgdbench gate`` and asv
 (:mod:`benchmarks.common`); no module-level ``import pytest`` or pgdbench:
 asv imports every module of benchmarks/ in environments of old commits.
@@ -46,16 +52,46 @@ def selected_points(config) -> list:
     return probe.expand_table(table, probe.registered_backends(), usable_cpus())
 
 
+_GATE = {}
+
+
+def gate_verdicts(config) -> dict:
+    """label → the gate's PointResult, when --gate-against REV asks for it (run once, before the first test):
+    the paired, interleaved comparison that pytest-benchmark's own compare of two separate runs cannot make."""
+    rev = config.getoption("--gate-against")
+    if not rev:
+        return {}
+    if "results" not in _GATE:
+        from pathlib import Path
+
+        from pgdbench.harness.gate import Gate, GateSettings, prepare_revisions, report_lines, repository_root
+
+        settings = GateSettings(threshold=config.getoption("--gate-threshold"), budget=config.getoption("--gate-budget"))
+        settings.check()
+        base, head = prepare_revisions(repository_root(Path.cwd()), rev, "HEAD")
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        say = (lambda text: reporter.write_line(text)) if reporter else print
+        say(f"pgdbench gate {base.name} ({base.short}) → HEAD ({head.short}), before the benchmarks:")
+        gate = Gate(base, head, selected_points(config), settings, say)
+        gate.run()
+        for line in report_lines(gate):
+            say(line)
+        _GATE["results"] = {r.point.label: r for r in gate.results}
+        _GATE["gate"] = gate
+    return _GATE["results"]
+
+
 def pytest_generate_tests(metafunc):
     if "point" in metafunc.fixturenames:
         points = selected_points(metafunc.config)
         metafunc.parametrize("point", points, ids=[p.label.replace(" ", "-") for p in points])
 
 
-def test_train_step(benchmark, point):
+def test_train_step(benchmark, point, request):
     import pytest                                  # here: asv's environments have no pytest
     from pgdbench.core.model import NetSpec        # here: asv imports this module against old commits
 
+    verdicts = gate_verdicts(request.config)
     try:
         stepper = Stepper(point)
     except probe.Skip as exc:
@@ -65,6 +101,14 @@ def test_train_step(benchmark, point):
         benchmark(stepper.step)
     finally:
         stepper.close()
+    gated = verdicts.get(point.label)
+    if gated is not None and gated.interval is not None:
+        benchmark.extra_info.update({"gate_ratio": gated.interval.ratio, "gate_low": gated.interval.low,
+                                     "gate_high": gated.interval.high, "gate_verdict": gated.verdict.value,
+                                     "gate_gating": gated.gating})
+    if gated is not None and gated in _GATE["gate"].regressions():
+        pytest.fail(f"{point.label}: HEAD is slower than {request.config.getoption('--gate-against')}: ratio "
+                    f"{gated.interval.text() if gated.interval else gated.reason}", pytrace=False)
     stats = getattr(benchmark, "stats", None)
     if stats is None:  # --benchmark-disable: the step ran once, untimed
         return

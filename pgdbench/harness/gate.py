@@ -43,7 +43,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from pgdbench.errors import UsageError
 from pgdbench.harness import probe
@@ -317,8 +317,10 @@ class Gate:
     #: Seconds a point is assumed to take per round before it has been measured once.
     FIRST_ROUND_GUESS = 2.0
 
-    def __init__(self, base: Revision, head: Revision, point_set: PointSet, settings: GateSettings,
+    def __init__(self, base: Revision, head: Revision, point_set: Union[PointSet, list], settings: GateSettings,
                  log: Callable[[str], None] = print):
+        """``point_set``: a :class:`PointSet` (expanded with the backends the revisions register), or a list of
+        :class:`~pgdbench.harness.probe.Point` to measure as they are."""
         self.base, self.head = base, head
         self.settings = settings
         self.point_set = point_set
@@ -380,7 +382,9 @@ class Gate:
         time.sleep(max(0.0, 1.0 - (time.monotonic() - meter.start_wall)))  # long enough to read the load
         self.initial_load = meter.external_cores(cpu)
         projected_seen = set()
-        for point in expand_points(self.point_set, backends, self.cpus):
+        candidates = (expand_points(self.point_set, backends, self.cpus) if isinstance(self.point_set, PointSet)
+                      else list(self.point_set))
+        for point in candidates:
             facts = [described[side].get(point.backend) or {} for side in ("base", "head")]
             if point.threads > 1 and not any(f.get("uses_threads", True) for f in facts):
                 continue   # a serial backend at T > 1: a point of the grid nobody meant
@@ -450,7 +454,7 @@ class Gate:
         """Examples per timing and the deciding clock, from the baseline; False if the point cannot run."""
         point = result.point
         reply = worker.ask({"op": "calibrate", **asdict(point), "options": dict(point.options),
-                            "target_seconds": self.point_set.sample_seconds}, self.SETUP_TIMEOUT)
+                            "target_seconds": self.settings.sample_seconds}, self.SETUP_TIMEOUT)
         if reply["status"] != "ok":
             result.status, result.reason = reply["status"], f"in {self.base.name}: {reply['reason']}"
             self.log(f"  {reply['status']} {point.label}: {reply['reason']}")

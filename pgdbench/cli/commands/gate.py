@@ -64,9 +64,10 @@ def add_arguments(p):
 def run(args):
     settings = GateSettings(threshold=args.threshold, confidence=args.confidence, budget=args.budget,
                             pairs=args.pairs, min_rounds=args.min_rounds, max_rounds=args.max_rounds, clock=args.clock, seed=args.seed, python=args.python)
-    settings.check()
     point_set = load_point_set(args.points).restricted(args.backend, args.net, args.batch_size, args.threads)
     check_point_set(point_set)
+    settings.sample_seconds = point_set.sample_seconds
+    settings.check()
     repo = repository_root(Path.cwd())
     base, head = prepare_revisions(repo, args.base, args.head)
 
