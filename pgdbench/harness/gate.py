@@ -339,12 +339,17 @@ class Gate:
         return time.monotonic() - self.started
 
     def run(self) -> list[PointResult]:
-        """Rounds until every gating point is decided or the budget is spent; the points that are only
-        reported (more threads than the machine has to spare) take part in the first ``report_rounds``."""
+        """Rounds until every gating point is decided or the budget is spent; then, with the budget left,
+        ``report_rounds`` rounds of the points that are only reported (more threads than the machine has to
+        spare: they measure contention, so they come last)."""
         self._select_points()
-        reported = self.settings.report_rounds
-        self.stopped_because = self._rounds(
-            lambda r: r.active and (r.gating or len(r.log_ratios) < reported), self.settings.max_rounds)
+        self.stopped_because = self._rounds(lambda r: r.active and r.gating, self.settings.max_rounds)
+        reported = [r for r in self.results if r.active and not r.gating]
+        if reported and self.elapsed() < self.settings.budget:
+            self.log(f"{len(reported)} point(s) with more threads than the machine has cores to spare: "
+                     f"measured for the report only, with the budget left")
+            self._rounds(lambda r: r.active and not r.gating and len(r.log_ratios) < self.settings.report_rounds,
+                         self.rounds + self.settings.report_rounds)
         self._finish()
         return self.results
 
@@ -428,6 +433,10 @@ class Gate:
             order = list(todo)
             self.rng.shuffle(order)
             for result in order:
+                if self.elapsed() > self.settings.budget:
+                    self.log(f"round {self.rounds}: the time budget ran out with {len(order) - len(measured)} "
+                             f"point(s) of the round left")
+                    break
                 if self._measure(result, workers):
                     measured.append(result)
         except WorkerError as exc:
