@@ -432,10 +432,10 @@ class Gate:
                 workers[side] = Worker(revision, self.settings.python)
             order = list(todo)
             self.rng.shuffle(order)
-            for result in order:
+            for k, result in enumerate(order):
                 if self.elapsed() > self.settings.budget:
-                    self.log(f"round {self.rounds}: the time budget ran out with {len(order) - len(measured)} "
-                             f"point(s) of the round left")
+                    self.log(f"round {self.rounds}: the time budget ran out with {len(order) - k} point(s) of the "
+                             f"round left")
                     break
                 if self._measure(result, workers):
                     measured.append(result)
