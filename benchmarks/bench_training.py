@@ -7,7 +7,7 @@ GPU, serial backend asked for 2 threads, more threads than CPUs) raises
 never as a result.
 
 The grid is :func:`pgdbench.harness.workload.harness_axes`: every registered backend,
-both nets of seed 000, batch sizes 32..1024, threads 1 and all CPUs; narrow
+both nets of Kamra et al., *Parallel Gradient Descent*, batch sizes 32..1024, threads 1 and all CPUs; narrow
 it with environment variables, e.g.
 ``PGDBENCH_GRID_BACKENDS=numpy,torch PGDBENCH_GRID_NETS=net1h asv run ...``.
 ``TimeTraining`` covers the whole grid; ``PeakMemTraining`` and
@@ -30,7 +30,8 @@ prefer_sleeping_blas_threads()  # before NumPy loads, as the pgdbench command do
 
 import itertools  # noqa: E402
 
-from pgdbench.harness.grid import Config, add_speedups
+from pgdbench.harness.grid import Config
+from pgdbench.harness.speedups import add_speedups
 from pgdbench.harness.workload import (NotApplicable, Workload, harness_axes, harness_configs, harness_record,
                                        headline_axes, projected_once)
 

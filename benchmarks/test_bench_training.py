@@ -16,9 +16,10 @@ while discovering its own benchmarks, and its environments have no pytest.
 import math
 
 from pgdbench.harness.grid import Config
+from pgdbench.harness.speedups import add_speedups
 from pgdbench.harness.workload import NotApplicable, Workload, harness_axes, harness_configs
 
-_PER_EXAMPLE = {}  # Config -> median seconds per example, for speedups within one session
+_MEASURED = {}  # Config -> its record, for speedups within one session
 
 
 def _split(values, convert=str):
@@ -55,7 +56,7 @@ def test_train_slice(benchmark, request, backend, net, batch_size, threads):
         benchmark.group = f"{net}"
         rounds = 1 if work.trainer.projected else request.config.getoption("--bench-rounds")  # minutes per call
         benchmark.pedantic(work.run, rounds=rounds, iterations=1, warmup_rounds=0)
-        params = work.trainer.get_params()
+        params = work.trainer.get_weights()
     finally:
         work.close()
     if not all(math.isfinite(float(a.sum())) for a in params.arrays()):
@@ -64,14 +65,11 @@ def test_train_slice(benchmark, request, backend, net, batch_size, threads):
     if stats is None:  # --benchmark-disable: the code ran once, untimed
         return
     median = stats.stats.median
-    _PER_EXAMPLE[config] = median / work.examples
-    serial = _PER_EXAMPLE.get(Config(work.serial_counterpart, net, batch_size, 1))
-    one = _PER_EXAMPLE.get(Config(backend, net, batch_size, 1))
-    benchmark.extra_info.update({
+    record = _MEASURED[config] = {
         "backend": backend, "net": net, "batch_size": batch_size, "threads": threads, "dtype": config.dtype,
-        "examples_timed": work.examples, "gflops": work.gflops(median),
+        "options": {}, "examples_timed": work.examples, "gflops": work.gflops(median),
         "seconds_per_epoch": work.projected_seconds(median), "projected": True,
-        "speedup_vs_serial": serial / _PER_EXAMPLE[config] if serial else None,
-        "speedup_vs_1thread": one / _PER_EXAMPLE[config] if one else None,
         "serial_counterpart": work.serial_counterpart,
-    })
+    }
+    add_speedups(list(_MEASURED.values()))  # slices of different sizes compare through seconds_per_epoch
+    benchmark.extra_info.update({k: v for k, v in record.items() if k not in ("options", "efficiency")})

@@ -48,6 +48,7 @@ _EXPORTS = {
     "batch_bounds": "pgdbench.core.model",
     "sigmoid_": "pgdbench.core.model",
     "fit": "pgdbench.core.training",
+    "Settings": "pgdbench.core.training",
     "RunResult": "pgdbench.core.training",
     "EpochRecord": "pgdbench.core.training",
     "check_backend": "pgdbench.core.testing",

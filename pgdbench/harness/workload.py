@@ -15,14 +15,14 @@ from typing import Optional
 
 import numpy as np
 
-from pgdbench.errors import PgdbenchError
-from pgdbench.harness.grid import BATCH_SIZES, NETS, Config, expand
-
 from pgdbench.core import registry
-from pgdbench.core.model import DTYPES, epoch_order, glorot_uniform, resolve_net
+from pgdbench.core.model import epoch_order, resolve_net
 from pgdbench.core.protocol import check_threads, usable_cpus
+from pgdbench.core.training import Settings, start
 from pgdbench.data.synthetic import make_synthetic
+from pgdbench.errors import PgdbenchError
 from pgdbench.harness import peak
+from pgdbench.harness.grid import BATCH_SIZES, NETS, Config, expand
 
 
 #: Examples timed per call by the asv and pytest-benchmark suites.
@@ -33,7 +33,7 @@ HARNESS_EXAMPLES = 512
 HARNESS_PROJECTED_EXAMPLES = 2
 
 
-#: What a timed slice is projected to: the MNIST training split of seed 000.
+#: What a timed slice is projected to: the MNIST training split of Kamra et al., *Parallel Gradient Descent*.
 EPOCH_EXAMPLES = 50_000
 
 
@@ -158,34 +158,23 @@ class Workload:
 
     def __init__(self, config: Config, examples: Optional[int] = None, *, learning_rate: float = 0.1,
                  seed: int = 0, warmup_batches: int = 2):
-
         cls = check_applicable(config)
         self.config = config
         self.examples = harness_examples(config.backend, config.batch_size, base=examples)
-        dtype = np.dtype(DTYPES[config.dtype])
         data = make_synthetic(max(self.examples, config.batch_size), seed=seed)
         self.spec = resolve_net(config.net, None, data.n_features, data.n_classes)
-        self.initial = glorot_uniform(self.spec, seed, dtype)
-        self.trainer = cls(self.spec, self.initial, dtype=dtype, threads=config.threads,
-                           options=config.options_dict)
-        try:
-            self.trainer.load_data(data.X_train.astype(dtype), data.one_hot(data.y_train, dtype))
-            self.order = epoch_order(len(data.X_train), seed, 1)[: self.examples]
-            self.learning_rate = learning_rate
-            # Untimed warm-up (JIT, kernel builds, thread start-up); a projected backend is plain
-            # Python with nothing to warm up, and too slow to waste examples on.
-            if warmup_batches and not cls.projected:
-                self.trainer.train_epoch(self.order[: warmup_batches * config.batch_size], config.batch_size,
-                                         learning_rate)
-                self.trainer.set_params(self.initial)
-        except BaseException:
-            self.trainer.close()
-            raise
+        # the set-up and warm-up of training.fit; a projected backend is plain Python with nothing to warm
+        # up, and too slow to waste examples on
+        self.settings = Settings(config.batch_size, learning_rate, config.threads, config.dtype, seed,
+                                 options=config.options_dict, warmup_batches=0 if cls.projected else warmup_batches)
+        started = start(cls, self.spec, data, self.settings)
+        self.trainer, self.initial = started.trainer, started.initial
+        self.order = epoch_order(len(data.X_train), seed, 1)[: self.examples]
         self.flops = self.spec.flops_per_epoch(self.examples)
         self.serial_counterpart = cls.serial_counterpart or cls.name
 
     def run(self) -> None:
-        self.trainer.train_epoch(self.order, self.config.batch_size, self.learning_rate)
+        self.trainer.train_epoch(self.order, self.settings.batch_size, self.settings.learning_rate)
 
     def time(self, repeats: int = 1) -> float:
         """Best wall time of ``repeats`` calls of :meth:`run`."""
@@ -240,7 +229,7 @@ def harness_record(config: Config, repeats: int = 2, examples: Optional[int] = N
         return {**record, "status": "error", "reason": f"{type(exc).__name__}: {exc}"}
     try:
         seconds = work.time(repeats)
-        if not all(math.isfinite(float(np.sum(a))) for a in work.trainer.get_params().arrays()):
+        if not all(math.isfinite(float(np.sum(a))) for a in work.trainer.get_weights().arrays()):
             return {**record, "status": "diverged", "reason": "parameters became NaN or infinite"}
     except Exception as exc:
         return {**record, "status": "error", "reason": f"{type(exc).__name__}: {exc}"}
