@@ -1,4 +1,5 @@
-"""``averaging``: seed 003's replica parallelism -- n copies of the net trained apart, then combined.
+"""``averaging``: Ott's (*Training Neural Networks in Parallel*) replica parallelism -- n copies of the net trained
+apart, then combined.
 
 Every epoch the order of examples is cut into n contiguous shares (sizes
 differ by at most one). Replica r starts from the common parameters and walks
@@ -7,14 +8,15 @@ minibatch gradient descent. Every ``sync_every`` minibatches (0 = once, at the
 end of the epoch) the replicas stop and are combined into one net, which
 every replica then continues from:
 
-* ``combine=average``: θ ← (1/n) Σ_r θ_r   (seed 003, equation 1)
-* ``combine=sum``:     θ ← Σ_r θ_r         (seed 003, equation 2, "about ten points more accuracy")
+* ``combine=average``: θ ← (1/n) Σ_r θ_r   (Ott, *Training Neural Networks in Parallel*, equation 1)
+* ``combine=sum``:     θ ← Σ_r θ_r         (Ott, *Training Neural Networks in Parallel*, equation 2, "about ten
+  points more accuracy")
 
 Weights and biases are combined alike. The replicas run on a persistent pool
 of min(n, threads) threads (replica r on thread r mod threads), each with
 BLAS pinned to threads // min(n, threads) threads. A combination always closes
 the epoch, so after :meth:`train_epoch` all replicas hold the same parameters
-and those are what :meth:`get_params`, :meth:`predict` and
+and those are what :meth:`get_weights`, :meth:`predict` and
 :meth:`loss_and_gradients` use.
 
 Options: ``replicas`` (n; 0 = as many as ``threads``), ``combine``
@@ -37,7 +39,7 @@ How it differs from minibatch gradient descent (what the shared checks cannot ho
 * the last round of an epoch may find some replicas already out of minibatches
   (shares differ by one example); those contribute their parameters unchanged;
 * ``combine=sum`` multiplies the parameters by about n at every combination, so
-  with several combinations per run the weights grow geometrically; seed 003
+  with several combinations per run the weights grow geometrically; Ott, *Training Neural Networks in Parallel*
   combined once, at the end of training (the study's default: one epoch,
   ``sync_every=0``).
 """
@@ -46,58 +48,43 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from implementations.cpu_workers import GradientWorker, WorkerPool, loss_and_gradients, predict, split
+from implementations.cpu_workers import WorkerPool, split
+from pgdbench.core.backprop import Backprop
 from pgdbench.core.model import Parameters, batch_bounds
-from pgdbench.core.protocol import Parallelism, Trainer, validate_batch
+from pgdbench.core.protocol import Option, Parallelism, Trainer, validate_batch
 from pgdbench.errors import UsageError
-
-COMBINE = ("average", "sum")
 
 
 class Replica:
-    """One copy of the parameters, its worker buffers, and the minibatches of its share of an epoch."""
+    """One copy of the parameters, its step buffers, and the minibatches of its share of an epoch."""
 
     def __init__(self, params: Parameters, spec, dtype):
-        self.W = [np.array(w, dtype=dtype, order="C") for w in params.weights]
-        self.b = [np.array(b, dtype=dtype) for b in params.biases]
-        self.worker = GradientWorker(spec, dtype)
+        own = params.copy(dtype)
+        self.W, self.b = own.weights, own.biases
+        self.backprop = Backprop(spec, dtype)
         self.batches: list[np.ndarray] = []
 
     def step(self, X, Y, idx, learning_rate: float) -> None:
-        w = self.worker
-        w.gradient(self.W, self.b, X, Y, idx, learning_rate / len(idx))
-        for W, b, gW, gb in zip(self.W, self.b, w.gW, w.gb):
-            W -= gW
-            b -= gb
+        self.backprop.step(self.W, self.b, X, Y, idx, learning_rate)
 
 
 class AveragingTrainer(Trainer):
-    name = "averaging"
-    description = "n replicas train on 1/n of the data each, weights averaged (or summed) every k batches (seed 003)"
+    description = ("n replicas train on 1/n of the data each, weights averaged (or summed) every k batches "
+                   "(Ott, Training Neural Networks in Parallel)")
     parallelism = Parallelism.REPLICAS
     serial_counterpart = "numpy"
-    options = {"replicas": 0, "combine": "average", "sync_every": 0}
+    options = {"replicas": Option(0, minimum=0, zero="as many as threads"),
+               "combine": Option("average", choices=("average", "sum")),
+               "sync_every": Option(0, minimum=0, zero="once per epoch")}   # minibatches between combinations
     reference_options = {"replicas": 1}
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
-        n, combine, k = self.opts["replicas"], self.opts["combine"], self.opts["sync_every"]
-        if n < 0:
-            raise UsageError(f"option replicas must be 0 (= threads) or positive, got {n}")
-        if combine not in COMBINE:
-            raise UsageError(f"option combine must be one of {', '.join(COMBINE)}, got {combine!r}")
-        if k < 0:
-            raise UsageError(f"option sync_every must be 0 (once per epoch) or a number of minibatches, got {k}")
-        self.n_replicas = n or self.threads
+        self.n_replicas = self.opts["replicas"] or self.threads
         self.pool_size = min(self.n_replicas, self.threads)
         self.blas_threads = max(1, self.threads // self.pool_size)
         self.replicas = [Replica(params, spec, self.dtype) for _ in range(self.n_replicas)]
         self.pool = WorkerPool(self.pool_size, name="pgdbench-averaging")
-
-    def load_data(self, X, Y):
-        validate_batch(X, Y, self.spec)
-        self.X = np.ascontiguousarray(X, dtype=self.dtype)
-        self.Y = np.ascontiguousarray(Y, dtype=self.dtype)
 
     # -- training ----------------------------------------------------------------
     def _run_round(self, t: int) -> None:
@@ -132,8 +119,8 @@ class AveragingTrainer(Trainer):
             most = max(most, len(replica.batches))
         self._lr = learning_rate
         k = self.opts["sync_every"] or most
-        for w in (r.worker for r in self.replicas):
-            w.ensure(batch_size)
+        for replica in self.replicas:
+            replica.backprop.ensure(batch_size)
         with threadpool_limits(limits=self.blas_threads, user_api="blas"):
             for first in range(0, most, k):
                 self._round = (first, first + k)
@@ -143,11 +130,11 @@ class AveragingTrainer(Trainer):
                     progress(sum(len(i) for r in self.replicas for i in r.batches[first:first + k]))
 
     # -- state, checks, evaluation: the combined net (replica 0) -------------------
-    def get_params(self):
+    def get_weights(self):
         master = self.replicas[0]
         return Parameters([w.copy() for w in master.W], [b.copy() for b in master.b])
 
-    def set_params(self, params):
+    def set_weights(self, params):
         params.check_against(self.spec)
         for r in self.replicas:
             for dst, src in zip(r.W + r.b, params.weights + params.biases):
@@ -157,12 +144,12 @@ class AveragingTrainer(Trainer):
         validate_batch(X, Y, self.spec)
         master = self.replicas[0]
         with threadpool_limits(limits=self.threads, user_api="blas"):
-            return loss_and_gradients(master.worker, master.W, master.b, X, Y)
+            return master.backprop.loss_and_gradients(master.W, master.b, X, Y)
 
     def predict(self, X):
         master = self.replicas[0]
         with threadpool_limits(limits=self.threads, user_api="blas"):
-            return predict(master.worker, master.W, master.b, X)
+            return master.backprop.predict(master.W, master.b, X)
 
     def metadata(self):
         return {"replicas": self.n_replicas, "combine": self.opts["combine"], "sync_every": self.opts["sync_every"],

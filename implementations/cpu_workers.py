@@ -1,27 +1,28 @@
-"""Building blocks shared by the thread-based CPU backends (``threads``, ``hybrid``, ``averaging``).
+"""Threads for the CPU backends (``numpy``, ``threads``, ``hybrid``, ``averaging``, the MPI ranks).
 
 * :class:`WorkerPool` -- a persistent pool of threads that run one task per
   worker and meet at a barrier: created once, reused for every minibatch,
   shut down by :meth:`WorkerPool.close`.
-* :class:`GradientWorker` -- one worker's preallocated buffers and the NumPy
-  arithmetic of forward and backward propagation over a block of examples:
-  it leaves the *summed* gradient of its examples, pre-multiplied by a step
-  size, in its own buffers. The backends decide what to do with it (add the
-  partial sums of all workers, or apply it to a replica's own weights).
+* :class:`RowBlocks` -- runs an elementwise pass of the training step
+  (:class:`pgdbench.core.backprop.Backprop`'s ``elementwise``) on every
+  worker's block of rows, when the arrays are large enough for that to pay.
 * :func:`split` -- contiguous, nearly equal blocks (sizes differ by at most one).
-
-Every buffer is allocated when the capacity grows, never during a step, and
-the elementwise work is done in place (``out=``).
+* :class:`BackpropEvaluation` -- ``loss_and_gradients`` and ``predict`` of a
+  backend whose step is one :class:`Backprop` over its ``W``, ``b``.
 """
 from __future__ import annotations
 
 import threading
 from typing import Callable
 
-import numpy as np
+from threadpoolctl import threadpool_limits
 
-from pgdbench.core.model import Parameters, sigmoid_
 from pgdbench.core.mpi import share
+from pgdbench.core.protocol import validate_batch
+
+#: An elementwise pass is split over the threads only when each gets at least this many elements:
+#: below it, the pool's two barrier crossings (tens of µs) cost more than the split saves.
+SPLIT_MIN_ELEMENTS_PER_THREAD = 1 << 15
 
 
 def split(n: int, parts: int) -> list[tuple[int, int]]:
@@ -100,96 +101,42 @@ class WorkerPool:
             t.join(timeout=10)
 
 
-class GradientWorker:
-    """One worker's buffers, and forward + backward propagation of a block of examples with NumPy."""
+class RowBlocks:
+    """Elementwise passes split over ``threads`` threads in blocks of rows (NumPy releases the GIL in ufunc loops).
 
-    def __init__(self, spec, dtype):
-        self.spec = spec
-        self.dtype = np.dtype(dtype)
-        self.capacity = 0
-        #: the last block's gradient, summed over its examples and multiplied by the step size
-        self.gW = [np.empty(shape, self.dtype) for shape in spec.shapes]
-        self.gb = [np.empty(n, self.dtype) for _, n in spec.shapes]
+    ``rows(fn, arrays, *shared)`` runs ``fn(*arrays, *shared)`` -- on each
+    worker's block of the arrays' rows when every worker gets at least
+    :data:`SPLIT_MIN_ELEMENTS_PER_THREAD` elements, else in the calling thread.
+    With one thread there is no pool at all. It pays only when OpenBLAS's
+    threads sleep soon after a GEMM (see :mod:`pgdbench.harness.openblas_env`).
+    """
 
-    def ensure(self, capacity: int) -> None:
-        if capacity <= self.capacity:
+    def __init__(self, threads: int, name: str):
+        self.threads = threads
+        self.pool = WorkerPool(threads, name) if threads > 1 else None
+
+    def __call__(self, fn, arrays, *shared) -> None:
+        if self.pool is None or arrays[0].size < SPLIT_MIN_ELEMENTS_PER_THREAD * self.threads:
+            fn(*arrays, *shared)
             return
-        widths = self.spec.layers
-        self._x = np.empty((capacity, widths[0]), self.dtype)
-        self._y = np.empty((capacity, widths[-1]), self.dtype)
-        self._act = [np.empty((capacity, n), self.dtype) for n in widths[1:]]
-        self._delta = [np.empty((capacity, n), self.dtype) for n in widths[1:]]
-        self._scratch = np.empty((capacity, max(widths[1:])), self.dtype)
-        self.capacity = capacity
+        blocks = split(len(arrays[0]), self.threads)
+        self.pool.run(lambda k: fn(*(a[blocks[k][0]:blocks[k][1]] for a in arrays), *shared))
 
-    def forward(self, W, b, x) -> list[np.ndarray]:
-        """a_0 = x, a_1, ..., a_L for the rows of x (at most ``capacity``), in the worker's buffers."""
-        n = len(x)
-        acts = [x]
-        for W_l, b_l, buf in zip(W, b, self._act):
-            z = buf[:n]
-            np.matmul(acts[-1], W_l, out=z)
-            sigmoid_(z, b_l)
-            acts.append(z)
-        return acts
-
-    def _times_sigmoid_prime(self, d, a) -> None:
-        """d ← d ∘ a ∘ (1 − a): σ'(z) from the stored activation, as in seed 000."""
-        one_minus_a = self._scratch[: a.shape[0], : a.shape[1]]
-        np.subtract(1, a, out=one_minus_a)
-        d *= a
-        d *= one_minus_a
-
-    def deltas(self, W, acts, y, scale=1.0) -> list[np.ndarray]:
-        """``scale`` · δ_l of every layer: scaling the output δ (rows × n_out) scales all of them."""
-        n = len(y)
-        out = [None] * len(W)
-        d = self._delta[-1][:n]
-        np.subtract(acts[-1], y, out=d)
-        if scale != 1:
-            d *= scale
-        self._times_sigmoid_prime(d, acts[-1])
-        out[-1] = d
-        for layer in range(len(W) - 1, 0, -1):
-            below = self._delta[layer - 1][:n]
-            np.matmul(out[layer], W[layer].T, out=below)
-            self._times_sigmoid_prime(below, acts[layer])
-            out[layer - 1] = below
-        return out
-
-    def gradient(self, W, b, X, Y, idx, scale: float) -> None:
-        """gW, gb ← scale · Σ_{i ∈ idx} ∂(½‖y_i − a_L(x_i)‖²)/∂θ at parameters (W, b)."""
-        acts, deltas = self.backprop(W, b, X, Y, idx, scale)  # scaled δ, not the larger gradient
-        for layer, d in enumerate(deltas):
-            np.matmul(acts[layer].T, d, out=self.gW[layer])
-            np.add.reduce(d, axis=0, out=self.gb[layer])
-
-    def backprop(self, W, b, X, Y, idx, scale=1.0):
-        n = len(idx)
-        x, y = self._x[:n], self._y[:n]
-        np.take(X, idx, axis=0, out=x)
-        np.take(Y, idx, axis=0, out=y)
-        acts = self.forward(W, b, x)
-        return acts, self.deltas(W, acts, y, scale)
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
 
-def loss_and_gradients(worker: GradientWorker, W, b, X, Y):
-    """(loss, Parameters of ∂L/∂θ) of a whole batch at (W, b), computed by one worker."""
+class BackpropEvaluation:
+    """``loss_and_gradients`` and ``predict`` (the checks and evaluation, off the clock) of a backend whose step
+    is ``self.backprop`` (a :class:`pgdbench.core.backprop.Backprop`) over ``self.W``, ``self.b``, with BLAS on
+    the trainer's threads. Put it before :class:`pgdbench.core.protocol.Trainer` among the bases."""
 
-    n = len(X)
-    worker.ensure(n)
-    acts = worker.forward(W, b, np.asarray(X, worker.dtype))
-    y = np.asarray(Y, worker.dtype)
-    loss = float(0.5 * np.sum((acts[-1].astype(np.float64) - y) ** 2) / n)
-    deltas = worker.deltas(W, acts, y, 1 / n)
-    return loss, Parameters([acts[k].T @ d for k, d in enumerate(deltas)], [d.sum(axis=0) for d in deltas])
+    def loss_and_gradients(self, X, Y):
+        validate_batch(X, Y, self.spec)
+        with threadpool_limits(limits=self.threads, user_api="blas"):
+            return self.backprop.loss_and_gradients(self.W, self.b, X, Y)
 
-
-def predict(worker: GradientWorker, W, b, X, chunk: int = 1024) -> np.ndarray:
-    X = np.asarray(X, worker.dtype)
-    chunk = max(worker.capacity, chunk)
-    worker.ensure(chunk)
-    out = np.empty((len(X), worker.spec.n_outputs), worker.dtype)
-    for start in range(0, len(X), chunk):
-        out[start:start + chunk] = worker.forward(W, b, X[start:start + chunk])[-1]
-    return out
+    def predict(self, X):
+        with threadpool_limits(limits=self.threads, user_api="blas"):
+            return self.backprop.predict(self.W, self.b, X)

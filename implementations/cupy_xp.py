@@ -1,20 +1,20 @@
 """``cupy``: cuBLAS through CuPy -- the counterpart of the paper's "Theano GPU".
 
-The whole step is :mod:`implementations.xp_mlp`, the array code shared with
-NumPy; this module only supplies CuPy as the namespace and checks that a CUDA
-device is there. The training set, parameters and buffers live on the GPU;
-the epoch order is uploaded once per epoch and minibatches are gathered on
-the device. ``train_epoch`` synchronises the device before it returns.
-Install with ``pip install '.[cupy]'`` (the cupy-cuda13x wheel).
+The whole step is :class:`pgdbench.core.backprop.Backprop` (through :mod:`implementations.xp_mlp`), the array code
+shared with NumPy; this module only supplies CuPy as the namespace and checks that a CUDA device is there. The
+training set, parameters and buffers live on the GPU; the epoch order is uploaded once per epoch and minibatches
+are gathered on the device. ``train_epoch`` synchronises the device before it returns. Install with ``pip install
+'.[cupy]'`` (the cupy-cuda13x wheel).
 """
 from __future__ import annotations
 
-from implementations.xp_mlp import Namespace, XpTrainer
+from implementations.xp_mlp import XpTrainer
+from pgdbench.core.backprop import ArrayNamespace
 from pgdbench.core.protocol import AVAILABLE, module_missing, unavailable
 from pgdbench.errors import BackendUnavailable, UsageError
 
 
-def cupy_namespace(device: int) -> Namespace:
+def cupy_namespace(device: int) -> ArrayNamespace:
     import cupy
     from cupyx.scipy.special import expit
 
@@ -22,11 +22,16 @@ def cupy_namespace(device: int) -> Namespace:
     if not 0 <= device < n:
         raise UsageError(f"CUDA device {device} does not exist; this machine has {n}")
     cupy.cuda.Device(device).use()
-    return Namespace(cupy, expit, cupy.asnumpy, lambda: cupy.cuda.get_current_stream().synchronize())
+
+    def sigmoid(z, bias):
+        z += bias
+        return expit(z, out=z)
+
+    return ArrayNamespace(cupy, sigmoid, lambda d, out: cupy.sum(d, axis=0, out=out), cupy.asnumpy,
+                          lambda: cupy.cuda.get_current_stream().synchronize())
 
 
 class CupyTrainer(XpTrainer):
-    name = "cupy"
     description = "cuBLAS through CuPy (the paper's Theano GPU counterpart); array code shared with NumPy"
     options = {"device": 0}
 

@@ -1,4 +1,5 @@
-"""``hybrid``: seed 000's future work -- example parallelism and BLAS parallelism combined.
+"""``hybrid``: Kamra et al.'s (*Parallel Gradient Descent*) future work -- example parallelism and BLAS parallelism
+combined.
 
 T_e *example workers* (the ``threads`` backend's Algorithm 5: each worker takes
 a contiguous share of the minibatch and computes its summed gradient, the
@@ -35,7 +36,7 @@ from __future__ import annotations
 import math
 
 from implementations.threads import ThreadsTrainer
-from pgdbench.core.protocol import Parallelism
+from pgdbench.core.protocol import Option, Parallelism
 from pgdbench.errors import UsageError
 
 
@@ -44,16 +45,13 @@ def auto_example_workers(threads: int) -> int:
 
 
 class HybridTrainer(ThreadsTrainer):
-    name = "hybrid"
     description = "T_e example workers × T_b BLAS threads each (the paper's future work); -o example_workers=N"
     parallelism = Parallelism.BOTH
     serial_counterpart = "numpy"
-    options = {"example_workers": 0, "reduce": "parallel"}
+    options = {"example_workers": Option(0, minimum=0, zero="auto"), **ThreadsTrainer.options}
 
     def _split_threads(self):
         requested = self.opts["example_workers"]
-        if requested < 0:
-            raise UsageError(f"option example_workers must be 0 (auto) or positive, got {requested}")
         workers = min(requested, self.threads) if requested else auto_example_workers(self.threads)
         if self.threads % workers:
             raise UsageError(f"option example_workers={workers} does not divide threads={self.threads}: "

@@ -1,6 +1,6 @@
 """LINALGLIB: the handful of linear-algebra routines the pure-Python backend needs.
 
-Seed 000's *Naive Serial* implementation used a small hand-written
+Kamra et al.'s (*Parallel Gradient Descent*) *Naive Serial* implementation used a small hand-written
 linear-algebra library instead of BLAS; this is its Python counterpart. It
 works on plain lists of Python floats (IEEE binary64) and imports nothing but
 the standard library, so that the ``python`` backend measures exactly what an
@@ -101,7 +101,8 @@ def sigmoid(z: list) -> list:
 
 
 def sigmoid_prime_from_output(a: list) -> list:
-    """σ'(z) = σ(z)(1 − σ(z)), taken from the stored activation a = σ(z) as in seed 000."""
+    """σ'(z) = σ(z)(1 − σ(z)), taken from the stored activation a = σ(z) as in Kamra et al., *Parallel Gradient
+    Descent*."""
     return [x * (1.0 - x) for x in a]
 
 

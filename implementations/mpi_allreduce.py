@@ -1,6 +1,6 @@
 """``mpi``: synchronous data-parallel minibatch GD across the ranks of an MPI job.
 
-Seed 000's Algorithm 5 with processes instead of threads: every rank holds the
+Kamra et al.'s (*Parallel Gradient Descent*) Algorithm 5 with processes instead of threads: every rank holds the
 training data and the same parameters; the core's example order is the same on
 every rank because it is derived from the seed alone. For each minibatch of B
 examples, rank r takes its contiguous slice (the slices differ by at most one
@@ -16,9 +16,11 @@ conformance kit checks it. ``threads`` is the number of BLAS threads per rank.
 
 Why it is fast by design:
 
-* the local arithmetic is the ``numpy`` backend's (subclassed, not copied):
-  preallocated activations and deltas, in-place elementwise work, η/B folded
-  into δ before the weight GEMM, so the reduced buffer already holds the step;
+* the local arithmetic is the ``numpy`` backend's step
+  (:class:`pgdbench.core.backprop.Backprop`): preallocated activations and
+  deltas, in-place elementwise work (split over the BLAS threads in blocks of
+  rows), η/B folded into δ before the weight GEMM, so the reduced buffer
+  already holds the step;
 * all weight and bias gradients are views of one contiguous buffer, so a step
   costs exactly one collective (latency is paid once, not once per layer) and
   the buffer is reduced in place (``MPI.IN_PLACE``): no allocation, no copy;
@@ -41,27 +43,24 @@ import sys
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from implementations.numpy_blas import NumpyBlasTrainer
+from implementations.cpu_workers import BackpropEvaluation, RowBlocks
 from pgdbench.core import mpi, registry
+from pgdbench.core.backprop import Backprop
 from pgdbench.core.model import Parameters, batch_bounds
 from pgdbench.core.mpi import flat_views
-from pgdbench.core.protocol import AVAILABLE, Parallelism, module_missing, unavailable, usable_cpus
+from pgdbench.core.protocol import AVAILABLE, Parallelism, Trainer, unavailable, usable_cpus
 from pgdbench.errors import UsageError
 
 
-
 @functools.lru_cache(maxsize=1)
-def mpi_availability():
-    """mpi4py installed *and* able to load an MPI library (``pip install mpi4py`` alone has none).
+def mpi_library_loads():
+    """Whether mpi4py can load an MPI library (``pip install mpi4py`` alone has none).
 
     The import is tried in a child process: importing ``mpi4py.MPI`` initialises
     MPI, which ``pgdbench list`` must not do to itself. Inside a job started by
     mpiexec the launcher vouches for the library, and a child that inherited
     the launcher's connection variables could confuse it: no probe there.
     """
-    missing = module_missing("mpi4py")
-    if missing:
-        return missing
     if mpi.launched():
         return AVAILABLE
     probe = subprocess.run([sys.executable, "-c", "from mpi4py import MPI; MPI.Get_library_version()"],
@@ -83,20 +82,23 @@ def mpi_metadata(comm, threads: int) -> dict:
             "mpi4py": __import__("mpi4py").__version__}
 
 
-class MpiAllreduceTrainer(NumpyBlasTrainer):
-    name = "mpi"
+class MpiAllreduceTrainer(BackpropEvaluation, Trainer):
     description = "MPI ranks split every minibatch; summed gradients Allreduced (sync data-parallel, Alg. 5)"
     parallelism = Parallelism.PROCESSES
     device = "cluster"
     serial_counterpart = "numpy"
+    requires = ("mpi4py",)
     options = {"local": "numpy"}
 
     @classmethod
     def availability(cls):
-        return mpi_availability()
+        avail = super().availability()
+        return mpi_library_loads() if avail else avail
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
+        own = params.copy(self.dtype)
+        self.W, self.b = own.weights, own.biases
         self.local = None
         if self.opts["local"] != "numpy":
             if self.opts["local"] in ("mpi", "mpi-averaging"):
@@ -108,10 +110,11 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
         # every rank must start from the same point: rank 0's parameters win
         if self.size > 1:
             self._sync_params_from_root()
-        shapes = [w.shape for w in self.W] + [b.shape for b in self.b]
+        self.rows = RowBlocks(self.threads, "pgdbench-mpi")
+        self.backprop = Backprop(spec, self.dtype, elementwise=self.rows)
         # the step's gradient buffers are views of one flat array: one Allreduce sums them all
-        self._grad_flat, views = flat_views(shapes, self.dtype)
-        self._weight_grad, self._bias_grad = views[:len(self.W)], views[len(self.W):]
+        self._grad_flat, views = flat_views(spec.shapes + [(n,) for n in spec.layers[1:]], self.dtype)
+        self.backprop.gW, self.backprop.gb = views[:len(self.W)], views[len(self.W):]
 
     def _sync_params_from_root(self):
         for a in self.W + self.b:
@@ -128,24 +131,22 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
         """Add this rank's share (η/B)·Σ∇ of a minibatch of ``batch`` examples, reduce, update."""
         n = len(idx)
         if n and self.local is not None:
-            self.local.set_params(Parameters(self.W, self.b))
+            self.local.set_weights(Parameters(self.W, self.b))
             _, mean = self.local.loss_and_gradients(self.X[idx], self.Y[idx])
             scale = learning_rate * n / batch   # mean over the slice → its share of (η/B)·Σ
-            for mine, theirs in zip(self._weight_grad + self._bias_grad, mean.weights + mean.biases):
+            for mine, theirs in zip(self.backprop.gW + self.backprop.gb, mean.weights + mean.biases):
                 np.multiply(theirs, scale, out=mine)
         elif n:
-            self._gradient(idx, learning_rate / batch)   # B: the whole minibatch, not this slice
+            self.backprop.gradient(self.W, self.b, self.X, self.Y, idx, learning_rate / batch)  # B: the whole minibatch
         else:                                   # fewer examples than ranks: contribute nothing
             self._grad_flat.fill(0)
         if self.size > 1:
             from mpi4py import MPI
             self.comm.Allreduce(MPI.IN_PLACE, self._grad_flat, op=MPI.SUM)
-        for W, gW, b, gb in zip(self.W, self._weight_grad, self.b, self._bias_grad):
-            W -= gW
-            b -= gb
+        self.backprop.update(self.W, self.b)
 
     def train_epoch(self, order, batch_size, learning_rate, progress=None):
-        self._ensure_buffers(-(-batch_size // self.size))
+        self.backprop.ensure(-(-batch_size // self.size))
         with threadpool_limits(limits=self.threads, user_api="blas"):
             for start, stop in batch_bounds(len(order), batch_size):
                 lo, hi = mpi.share(stop - start, self.rank, self.size)
@@ -153,8 +154,8 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
                 if progress is not None:
                     progress(stop - start)
 
-    def set_params(self, params):
-        super().set_params(params)
+    def set_weights(self, params):
+        super().set_weights(params)
         if self.size > 1:
             self._sync_params_from_root()
 
@@ -164,5 +165,4 @@ class MpiAllreduceTrainer(NumpyBlasTrainer):
     def close(self):
         if self.local is not None:
             self.local.close()
-        super().close()
-
+        self.rows.close()

@@ -1,4 +1,5 @@
-"""``numba``: the OpenMP-style example-parallel version (seed 000 Algorithm 5, seeds 001 and 003).
+"""``numba``: the OpenMP-style example-parallel version (Kamra et al., *Parallel Gradient Descent* Algorithm 5,
+Kamra et al.'s earlier draft, *Parallel Backpropagation* and Ott, *Training Neural Networks in Parallel*).
 
 Each minibatch of B examples is split into P = min(T, B) thread-batches,
 contiguous runs of the minibatch whose sizes differ by at most one. One
@@ -61,13 +62,10 @@ import os
 
 import numpy as np
 
-from implementations import _numba_kernels as kernels
 from pgdbench.core.model import Parameters
-from pgdbench.core.protocol import AVAILABLE, Parallelism, Trainer, module_missing, validate_batch
-from pgdbench.errors import BackendUnavailable, UsageError
+from pgdbench.core.protocol import Option, Parallelism, Trainer, validate_batch
+from pgdbench.errors import UsageError
 
-KERNELS = ("blas", "loops")
-UPDATES = ("reduce", "rows")
 #: Minibatches per call into compiled code when a progress callback wants news.
 PROGRESS_EVERY = 64
 
@@ -78,28 +76,18 @@ def _pad_rows(cols: int) -> int:
 
 
 class NumbaTrainer(Trainer):
-    name = "numba"
     description = "Numba prange over thread-batches (OpenMP style, Alg. 5): private gradient sums + parallel reduction"
     parallelism = Parallelism.EXAMPLES
     serial_counterpart = "numba"
-    options = {"kernel": "blas", "update": "reduce"}
-
-    @classmethod
-    def availability(cls):
-        # (not `module_missing(...) or AVAILABLE`: an Availability(False) is falsy)
-        missing = module_missing("numba")
-        return AVAILABLE if missing is None else missing
+    requires = ("numba",)
+    options = {"kernel": Option("blas", choices=("blas", "loops")),
+               "update": Option("reduce", choices=("reduce", "rows"))}
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
-        if self.opts["kernel"] not in KERNELS:
-            raise UsageError(f"option kernel={self.opts['kernel']!r}: expected one of {', '.join(KERNELS)}")
-        if self.opts["update"] not in UPDATES:
-            raise UsageError(f"option update={self.opts['update']!r}: expected one of {', '.join(UPDATES)}")
-        avail = self.availability()
-        if not avail:
-            raise BackendUnavailable(f"backend 'numba': {avail.reason} (pip install 'pgdbench[numba]')")
         import numba
+
+        from implementations import _numba_kernels as kernels  # imports numba: only when the backend is built
 
         if self.threads > numba.config.NUMBA_NUM_THREADS:
             raise UsageError(f"numba was started with {numba.config.NUMBA_NUM_THREADS} threads; "
@@ -110,10 +98,10 @@ class NumbaTrainer(Trainer):
         self.numba, self.k = numba, kernels
         self.use_blas = self.opts["kernel"] == "blas"
         self.rows_update = self.opts["update"] == "rows"
-        self.Ws = [np.array(w, dtype=self.dtype, order="C") for w in params.weights]
-        self.bs = [np.array(b, dtype=self.dtype) for b in params.biases]
+        own = params.copy(self.dtype)
+        self.W, self.b = own.weights, own.biases
         # typed lists (not tuples): their type does not depend on the depth, so one compilation serves all nets
-        self._Ws, self._bs = self._typed(self.Ws), self._typed(self.bs)
+        self._Ws, self._bs = self._typed(self.W), self._typed(self.b)
         self._scratch = np.zeros(1, self.dtype)
         self._capacity = 0
         self._ensure_buffers(1)
@@ -165,11 +153,6 @@ class NumbaTrainer(Trainer):
     def _threads(self):
         return _Threads(self.numba, self.threads)
 
-    def load_data(self, X, Y):
-        validate_batch(X, Y, self.spec)
-        self.X = np.ascontiguousarray(X, dtype=self.dtype)
-        self.Y = np.ascontiguousarray(Y, dtype=self.dtype)
-
     def _run(self, mode, X, Y, order, start, stop, batch_size, learning_rate=0.0, out=None):
         self.k.run(mode, X, Y, order, start, stop, batch_size, self._Ws, self._bs, self._xs, self._ys,
                    self._acts, self._deltas, self._G, self._gb, self.threads, self.use_blas, self.rows_update,
@@ -187,15 +170,7 @@ class NumbaTrainer(Trainer):
                 if progress is not None:
                     progress(stop - start)
 
-    # -- state and checks ---------------------------------------------------
-    def get_params(self):
-        return Parameters([w.copy() for w in self.Ws], [b.copy() for b in self.bs])
-
-    def set_params(self, params):
-        params.check_against(self.spec)
-        for dst, src in zip(self.Ws + self.bs, params.weights + params.biases):
-            dst[...] = src
-
+    # -- checks -------------------------------------------------------------
     def loss_and_gradients(self, X, Y):
         validate_batch(X, Y, self.spec)
         n = len(X)

@@ -112,7 +112,6 @@ class OpenCLDevice:
 
 
 class OpenCLTrainer(TiledTrainer):
-    name = "opencl"
     description = "tiled GEMM kernels (shared CUDA/OpenCL source) through PyOpenCL; any OpenCL device, PoCL on CPUs"
     api = "opencl"
     options = {"tile": 32, "wpt": 4, "device": ""}

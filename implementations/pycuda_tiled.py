@@ -81,7 +81,6 @@ class CudaDevice:
 
 
 class PyCudaTrainer(TiledTrainer):
-    name = "pycuda"
     description = "tiled GEMM kernels (shared CUDA/OpenCL source) through PyCUDA on an NVIDIA GPU"
     api = "cuda"
     options = {"tile": 32, "wpt": 4, "device": 0}

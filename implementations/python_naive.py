@@ -1,4 +1,4 @@
-"""``python``: seed 000's *Naive Serial* implementation, in pure Python.
+"""``python``: Kamra et al.'s (*Parallel Gradient Descent*) *Naive Serial* implementation, in pure Python.
 
 Forward propagation (Algorithm 3) and backpropagation (Algorithm 4) run one
 example at a time on lists of Python floats through :mod:`implementations.linalglib`,
@@ -32,7 +32,6 @@ from pgdbench.core.protocol import Parallelism, Trainer, validate_batch
 
 
 class PythonTrainer(Trainer):
-    name = "python"
     description = "pure Python, one example at a time (the paper's Naive Serial); epoch times projected"
     parallelism = Parallelism.NONE
     serial_counterpart = "python"
@@ -41,7 +40,7 @@ class PythonTrainer(Trainer):
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
-        self.set_params(params)
+        self.set_weights(params)
         self._X = None
 
     # -- protocol boundary: NumPy <-> lists ---------------------------------
@@ -52,11 +51,11 @@ class PythonTrainer(Trainer):
         self._X = memoryview(np.ascontiguousarray(X, dtype=np.float64).reshape(-1))
         self._Y = memoryview(np.ascontiguousarray(Y, dtype=np.float64).reshape(-1))
 
-    def get_params(self):
+    def get_weights(self):
         return Parameters([np.array(W, dtype=self.dtype) for W in self.W],
                           [np.array(b, dtype=self.dtype) for b in self.b])
 
-    def set_params(self, params):
+    def set_weights(self, params):
         params.check_against(self.spec)
         self.W = [np.asarray(W, np.float64).tolist() for W in params.weights]
         self.b = [np.asarray(b, np.float64).tolist() for b in params.biases]
@@ -130,7 +129,7 @@ class PythonTrainer(Trainer):
         # timed training itself (≈ 20 minutes for MNIST's 10,000 + 10,000 held-out digits on
         # Net-1h), so it uses the float64 reference's forward pass on these parameters.
         # Training (and loss_and_gradients, used by the checks) never does.
-        return reference.forward(self.get_params(), X)[-1].astype(self.dtype)
+        return reference.forward(self.get_weights(), X)[-1].astype(self.dtype)
 
     def predict_pure_python(self, X) -> np.ndarray:
         """The same outputs through LINALGLIB, one example at a time (slow; for tests)."""

@@ -1,4 +1,5 @@
-"""``threads``: seed 000's *Multicore Parallel* implementation (Algorithm 5) on a persistent thread pool.
+"""``threads``: Kamra et al.'s (*Parallel Gradient Descent*) *Multicore Parallel* implementation (Algorithm 5) on a
+persistent thread pool.
 
 Each minibatch of B examples is split into T contiguous *thread-batches*
 (sizes differ by at most one). Worker k computes, with NumPy, the summed
@@ -53,29 +54,26 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from implementations.cpu_workers import GradientWorker, WorkerPool, loss_and_gradients, predict, split
-from pgdbench.core.model import Parameters, batch_bounds
-from pgdbench.core.protocol import Parallelism, Trainer, validate_batch
+from implementations.cpu_workers import WorkerPool, split
+from pgdbench.core.backprop import Backprop
+from pgdbench.core.model import batch_bounds
+from pgdbench.core.protocol import Option, Parallelism, Trainer, validate_batch
 from pgdbench.errors import UsageError
-
-REDUCTIONS = ("main", "parallel")
 
 
 class ThreadsTrainer(Trainer):
-    name = "threads"
     description = "minibatch split across a persistent pool of threads, NumPy per thread, BLAS 1 thread (Alg. 5)"
     parallelism = Parallelism.EXAMPLES
     serial_counterpart = "threads"
-    options = {"reduce": "parallel"}
+    options = {"reduce": Option("parallel", choices=("main", "parallel"))}
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
-        if self.opts["reduce"] not in REDUCTIONS:
-            raise UsageError(f"option reduce must be one of {', '.join(REDUCTIONS)}, got {self.opts['reduce']!r}")
         self.example_workers, self.blas_threads = self._split_threads()
-        self.W = [np.array(w, dtype=self.dtype, order="C") for w in params.weights]
-        self.b = [np.array(b, dtype=self.dtype) for b in params.biases]
-        self.workers = [GradientWorker(spec, self.dtype) for _ in range(self.example_workers)]
+        own = params.copy(self.dtype)
+        self.W, self.b = own.weights, own.biases
+        # each worker's buffers: the step of the numpy backend, on a block of the minibatch
+        self.workers = [Backprop(spec, self.dtype) for _ in range(self.example_workers)]
         # row blocks of every weight matrix, one per worker, for reduce=parallel
         self._rows = [split(n_in, self.example_workers) for n_in, _ in spec.shapes]
         self.pool = WorkerPool(self.example_workers, name=f"pgdbench-{self.name}")
@@ -83,11 +81,6 @@ class ThreadsTrainer(Trainer):
     def _split_threads(self) -> tuple[int, int]:
         """(example workers, BLAS threads per worker)."""
         return self.threads, 1
-
-    def load_data(self, X, Y):
-        validate_batch(X, Y, self.spec)
-        self.X = np.ascontiguousarray(X, dtype=self.dtype)
-        self.Y = np.ascontiguousarray(Y, dtype=self.dtype)
 
     # -- Algorithm 5 ---------------------------------------------------------------
     def _compute(self, k: int) -> None:
@@ -133,23 +126,15 @@ class ThreadsTrainer(Trainer):
                 if progress is not None:
                     progress(stop - start)
 
-    # -- state, checks, evaluation (one worker, off the clock) ----------------------
-    def get_params(self):
-        return Parameters([w.copy() for w in self.W], [b.copy() for b in self.b])
-
-    def set_params(self, params):
-        params.check_against(self.spec)
-        for dst, src in zip(self.W + self.b, params.weights + params.biases):
-            dst[...] = src
-
+    # -- checks and evaluation: one worker, off the clock ---------------------------
     def loss_and_gradients(self, X, Y):
         validate_batch(X, Y, self.spec)
         with threadpool_limits(limits=self.threads, user_api="blas"):
-            return loss_and_gradients(self.workers[0], self.W, self.b, X, Y)
+            return self.workers[0].loss_and_gradients(self.W, self.b, X, Y)
 
     def predict(self, X):
         with threadpool_limits(limits=self.threads, user_api="blas"):
-            return predict(self.workers[0], self.W, self.b, X)
+            return self.workers[0].predict(self.W, self.b, X)
 
     def metadata(self):
         return {"example_workers": self.example_workers, "blas_threads": self.blas_threads,

@@ -104,7 +104,7 @@ class TiledTrainer(Trainer):
         self.dev = self.open_device(kernel_source(self.api, self.dtype, self.tile, self.wpt))
         self.real = self.dtype.type
         self.Wb = [self.dev.alloc((i + 1) * o * self.dtype.itemsize) for i, o in spec.shapes]
-        self.set_params(params)
+        self.set_weights(params)
         self._capacity = 0
         self._order_capacity = 0
         self._n_loaded = 0
@@ -216,7 +216,7 @@ class TiledTrainer(Trainer):
         self.steps += len(bounds)
 
     # -- state and checks -----------------------------------------------------
-    def get_params(self):
+    def get_weights(self):
         weights, biases = [], []
         for buf, (n_in, n_out) in zip(self.Wb, self.spec.shapes):
             wb = np.empty((n_in + 1, n_out), self.dtype)
@@ -225,7 +225,7 @@ class TiledTrainer(Trainer):
             biases.append(wb[n_in].copy())
         return Parameters(weights, biases)
 
-    def set_params(self, params):
+    def set_weights(self, params):
         params.check_against(self.spec)
         for buf, w, b in zip(self.Wb, params.weights, params.biases):
             self.dev.upload(buf, np.vstack([w, b[None, :]]).astype(self.dtype))

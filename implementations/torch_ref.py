@@ -1,4 +1,5 @@
-"""``torch``: PyTorch as the reference framework (seed 000 compared against Theano; PyTorch is today's).
+"""``torch``: PyTorch as the reference framework (Kamra et al., *Parallel Gradient Descent* compared against
+Theano; PyTorch is today's).
 
 Same initial parameters as every other backend (handed over by the core), the
 same loss (1/(2B))Σ‖y − a_L‖² and plain SGD θ ← θ − η∂L/∂θ. On the CPU it runs
@@ -30,36 +31,23 @@ from contextlib import contextmanager
 import numpy as np
 
 from pgdbench.core.model import Parameters, batch_bounds
-from pgdbench.core.protocol import AVAILABLE, Parallelism, Trainer, module_missing, validate_batch
-from pgdbench.errors import BackendUnavailable, UsageError
-
-DEVICES = ("auto", "cpu", "cuda")
+from pgdbench.core.protocol import Option, Parallelism, Trainer, validate_batch
+from pgdbench.errors import BackendUnavailable
 
 
 class TorchTrainer(Trainer):
-    name = "torch"
     description = "PyTorch reference framework (explicit backprop, plain SGD); CPU threads or CUDA"
     parallelism = Parallelism.MATRIX
     serial_counterpart = "torch"
-    options = {"device": "auto"}
-
-    @classmethod
-    def availability(cls):
-        # (not `module_missing(...) or AVAILABLE`: an Availability(False) is falsy)
-        missing = module_missing("torch")
-        return AVAILABLE if missing is None else missing
+    requires = ("torch",)
+    options = {"device": Option("auto", choices=("auto", "cpu", "cuda"))}
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
-        avail = self.availability()
-        if not avail:
-            raise BackendUnavailable(f"backend 'torch': {avail.reason} (pip install 'pgdbench[torch]')")
         import torch
 
         self.torch = torch
         device = self.opts["device"]
-        if device not in DEVICES:
-            raise UsageError(f"option device={device!r}: expected one of {', '.join(DEVICES)}")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda" and not torch.cuda.is_available():
@@ -163,10 +151,10 @@ class TorchTrainer(Trainer):
             self._sync()
 
     # -- state and checks ---------------------------------------------------
-    def get_params(self):
+    def get_weights(self):
         return Parameters([w.cpu().numpy().copy() for w in self.W], [b.cpu().numpy().copy() for b in self.b])
 
-    def set_params(self, params):
+    def set_weights(self, params):
         params.check_against(self.spec)
         with self.torch.no_grad():
             for dst, src in zip(self.W + self.b, params.weights + params.biases):

@@ -194,6 +194,14 @@ def test_nothing_in_the_project_uses_the_deprecated_module_paths():
     assert not bad, "; ".join(bad)
 
 
+def test_importing_a_backend_module_loads_no_heavy_optional_package():
+    heavy = ("torch", "numba", "cupy", "pyopencl", "pycuda", "mpi4py", "matplotlib")
+    code = ("import sys, importlib; from pgdbench.core import registry; "
+            "[importlib.import_module(e.value.split(':')[0]) for e in registry._declared().values()]; "
+            f"loaded = [m for m in {heavy!r} if m in sys.modules]; assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 def test_importing_the_package_loads_neither_numpy_nor_a_sub_package():
     code = ("import sys, pgdbench, pgdbench.harness.openblas_env; "
             "assert 'numpy' not in sys.modules, 'numpy loaded'; "

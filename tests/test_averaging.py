@@ -1,4 +1,5 @@
-"""The replica-averaging backend (seed 003) against by-hand NumPy computations, and its study command."""
+"""The replica-averaging backend (Ott, *Training Neural Networks in Parallel*) against by-hand NumPy computations,
+and its study command."""
 from __future__ import annotations
 
 import json
@@ -23,7 +24,7 @@ def train(params, X, Y, order, batch, lr, threads=1, **options):
     with AveragingTrainer(SPEC, params, dtype=np.float64, threads=threads, options=options) as t:
         t.load_data(X, Y)
         t.train_epoch(order, batch, lr)
-        return t.get_params()
+        return t.get_weights()
 
 
 def gd(params, X, Y, order, batch, lr):

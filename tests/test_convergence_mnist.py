@@ -14,7 +14,7 @@ import pytest
 
 from pgdbench.core import registry
 from pgdbench.core.model import resolve_net
-from pgdbench.core.training import fit
+from pgdbench.core.training import Settings, fit
 from pgdbench.data import load_dataset
 from tests.conftest import mnist_dir
 
@@ -24,8 +24,8 @@ from tests.conftest import mnist_dir
 def test_net1h_reaches_95_percent_on_real_mnist():
     data = load_dataset("mnist", data_dir=mnist_dir())
     spec = resolve_net("net1h", None, data.n_features, data.n_classes)
-    result = fit(registry.get("numpy"), spec, data, epochs=25, batch_size=16, learning_rate=0.25,
-                 threads=1, stop_when=lambda rec: rec.val_accuracy >= 0.963)
+    result = fit(registry.get("numpy"), spec, data, Settings(batch_size=16, learning_rate=0.25, threads=1), epochs=25,
+                 stop_when=lambda rec: rec.val_accuracy >= 0.963)
     assert result.test_accuracy >= 0.95, (
         f"test accuracy {result.test_accuracy:.4f} after {len(result.epochs)} epochs "
         f"(validation {result.epochs[-1].val_accuracy:.4f})")

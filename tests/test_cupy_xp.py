@@ -33,7 +33,7 @@ def test_xp_epochs_match_reference_on_awkward_widths(dtype):
             order = epoch_order(n, 1, epoch)
             t.train_epoch(order, batch, lr)
             expected = reference.train_epoch(expected, X, Y, order, batch, lr)
-        got = t.get_params()
+        got = t.get_weights()
     assert expected.max_abs_diff(params) > 1e-2
     tol = 1e-10 if dtype == np.float64 else FLOAT32_TOLERANCE
     assert got.max_abs_diff(expected) < tol

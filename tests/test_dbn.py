@@ -1,4 +1,5 @@
-"""Seed 004's DBN: the CD-1 step, the stopping rule, learning on real digits, and the MPI runs of `pgdbench dbn`."""
+"""De Filippo De Grazia et al.'s (*Parallelization of Deep Networks*) DBN: the CD-1 step, the stopping rule,
+learning on real digits, and the MPI runs of `pgdbench dbn`."""
 from __future__ import annotations
 
 import json
@@ -108,7 +109,8 @@ def test_convergence_stops_pretraining():
 
 
 def test_pretraining_helps_fine_tuning():
-    """Seed 004's premise on real digits: the same deep sigmoid net, fine-tuned with the same budget, classifies
+    """De Filippo De Grazia et al.'s (*Parallelization of Deep Networks*) premise on real digits: the same deep
+    sigmoid net, fine-tuned with the same budget, classifies
     far better when its hidden layers come from the RBMs than from Glorot-random weights."""
     from pgdbench.data.embedded import load_mnist_sample
     from pgdbench.core.model import NetSpec, glorot_uniform

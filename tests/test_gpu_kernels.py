@@ -201,7 +201,7 @@ def test_opencl_epochs_match_reference(layers, dtype):
             order = epoch_order(n, 7, epoch)
             t.train_epoch(order, batch, lr)
             expected = reference.train_epoch(expected, X, Y, order, batch, lr)
-        got = t.get_params()
+        got = t.get_weights()
         steps = 2 * -(-n // batch)
         L = len(spec.shapes)
         assert counter.count == steps * launches_per_step(L) == steps * t.metadata()["kernel_launches_per_step"]

@@ -44,7 +44,7 @@ def test_two_ranks_equal_single_process(tmp_path, local):
     from pgdbench.core import registry
     from pgdbench.data.embedded import load_mnist_sample
     from pgdbench.core.registry import get
-    from pgdbench.core.training import fit
+    from pgdbench.core.training import Settings, fit
 
     avail = registry.entries()[local].availability()
     if not avail:
@@ -57,7 +57,7 @@ def test_two_ranks_equal_single_process(tmp_path, local):
 
     data = load_mnist_sample()
     spec = NetSpec((784, 16, 10))
-    expected = fit(get("numpy"), spec, data, epochs=2, batch_size=37, learning_rate=0.5, dtype=np.float64,
+    expected = fit(get("numpy"), spec, data, Settings(batch_size=37, learning_rate=0.5, dtype="float64"), epochs=2,
                    evaluate_every_epoch=False).params
     assert expected.max_abs_diff(glorot_uniform(spec, 0, np.float64)) > 1e-2  # the training really moved
     assert got.max_abs_diff(expected) < 1e-10
@@ -70,7 +70,8 @@ def test_two_ranks_equal_single_process(tmp_path, local):
 
 
 def test_averaging_two_ranks_is_the_mean_of_shard_training(tmp_path):
-    """`mpi-averaging` at 2 ranks: each epoch = minibatch GD on each half of the order, then the mean (seed 004)."""
+    """`mpi-averaging` at 2 ranks: each epoch = minibatch GD on each half of the order, then the mean (De Filippo
+    De Grazia et al., *Parallelization of Deep Networks*)."""
     from pgdbench.data.embedded import load_mnist_sample
 
     n = 600

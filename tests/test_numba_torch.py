@@ -168,10 +168,10 @@ def test_torch_starts_from_the_given_parameters(th):
     for dt in (np.float32, np.float64):
         params = glorot_uniform(SPEC, 5, dt)
         with TorchTrainer(SPEC, params, dtype=dt, options={"device": "cpu"}) as t:
-            assert t.get_params().max_abs_diff(params) == 0.0
+            assert t.get_weights().max_abs_diff(params) == 0.0
             assert all(w.dtype == (torch.float32 if dt == np.float32 else torch.float64) for w in t.W)
             params.weights[0][...] = 7.0  # the trainer holds a copy
-            assert t.get_params().max_abs_diff(glorot_uniform(SPEC, 5, dt)) == 0.0
+            assert t.get_weights().max_abs_diff(glorot_uniform(SPEC, 5, dt)) == 0.0
 
 
 @TWO

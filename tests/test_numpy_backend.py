@@ -14,6 +14,7 @@ from pgdbench.core import testing
 from pgdbench.core.protocol import usable_cpus
 
 numpy_blas = pytest.importorskip("implementations.numpy_blas")
+cpu_workers = pytest.importorskip("implementations.cpu_workers")
 
 pytestmark = pytest.mark.skipif(usable_cpus() < 2, reason="needs 2 usable CPUs to run 2 threads")
 
@@ -21,14 +22,14 @@ pytestmark = pytest.mark.skipif(usable_cpus() < 2, reason="needs 2 usable CPUs t
 @pytest.fixture
 def split_everything(monkeypatch):
     runs = []
-    real_run = numpy_blas.WorkerPool.run
+    real_run = cpu_workers.WorkerPool.run
 
     def counting_run(pool, task):
         runs.append(pool.size)
         return real_run(pool, task)
 
-    monkeypatch.setattr(numpy_blas, "SPLIT_MIN_ELEMENTS_PER_THREAD", 1)
-    monkeypatch.setattr(numpy_blas.WorkerPool, "run", counting_run)
+    monkeypatch.setattr(cpu_workers, "SPLIT_MIN_ELEMENTS_PER_THREAD", 1)
+    monkeypatch.setattr(cpu_workers.WorkerPool, "run", counting_run)
     return runs
 
 
@@ -47,7 +48,7 @@ def test_small_passes_are_not_split():
     spec, params, X, Y = testing.small_problem()
     with testing.make(numpy_blas.NumpyBlasTrainer, spec, params, threads=2) as t:
         calls = []
-        t._pool.run = lambda task: calls.append(task)   # would lose the work: the check below notices
+        t.rows.pool.run = lambda task: calls.append(task)   # would lose the work: the check below notices
         t.load_data(X, Y)
         t.train_epoch(np.arange(len(X)), 7, 0.5)
     assert calls == []
@@ -56,6 +57,6 @@ def test_small_passes_are_not_split():
 def test_close_stops_the_pool_threads():
     spec, params, _, _ = testing.small_problem()
     t = testing.make(numpy_blas.NumpyBlasTrainer, spec, params, threads=2)
-    assert t._pool.alive() == 1
+    assert t.rows.pool.alive() == 1
     t.close()
-    assert t._pool.alive() == 0
+    assert t.rows.pool.alive() == 0

@@ -89,7 +89,7 @@ def test_the_training_loop_calls_no_numpy(monkeypatch):
     numpy_calls = sorted(m for m in seen if m and m.split(".")[0] == "numpy")
     assert not numpy_calls, f"NumPy called inside the training loop: {numpy_calls}"
     expected = reference.train_epoch(params, X, Y, np.array(order), 4, 0.5)
-    assert t.get_params().max_abs_diff(expected) < 1e-12
+    assert t.get_weights().max_abs_diff(expected) < 1e-12
 
 
 def test_pure_python_forward_matches_the_reference():

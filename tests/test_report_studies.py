@@ -1,4 +1,5 @@
-"""`pgdbench report` reads the scaling studies' records: averaging-study (seed 003), mpi-bench and dbn (seed 004).
+"""`pgdbench report` reads the scaling studies' records: averaging-study (Ott, *Training Neural Networks in
+Parallel*), mpi-bench and dbn (De Filippo De Grazia et al., *Parallelization of Deep Networks*).
 
 tests/data/studies holds the files of real runs of the commands on the 2-core development machine (shared with
 other jobs at the time, hence the poor MPI efficiencies), written with, in that folder:
@@ -225,3 +226,27 @@ def test_report_of_fresh_study_runs(tmp_path):
     errors = dict(zip(scaling["ranks"], scaling["test_error"]))
     ours, holds = _claim(md, "DBN: more cores cost little accuracy")
     assert f"{errors[1]:.1%} at 1 → {errors[2]:.1%} at 2 rank(s)" in ours and holds != "not measured"
+
+
+def test_the_replica_study_is_a_bench_grid_of_the_averaging_backend(tmp_path):
+    """`bench --backend averaging --threads 1,2 -o combine=average,sum`: report reads it as the replica study."""
+    env = {**os.environ, "PGDBENCH_MAX_THREADS": "2"}  # 2 replicas even on a 1-CPU machine (then oversubscribed)
+    results, out = tmp_path / "bench.jsonl", tmp_path / "rep"
+    run = subprocess.run(CLI + ["bench", "--backend", "averaging", "--threads", "1,2", "-o", "combine=average,sum",
+                                "--net", "784,16,10", "--dataset", "mnist-sample", "--batch-size", "20", "--lr", "2",
+                                "--quiet", "--results", str(results)], capture_output=True, text=True, timeout=300,
+                         env=env)
+    assert run.returncode == 0, run.stderr
+    bench = {(r["threads"], r["options"]["combine"]): r for r in _records(results, "bench")
+             if r["backend"] == "averaging"}
+    assert set(bench) == {(1, "average"), (1, "sum"), (2, "average"), (2, "sum")}
+    rep = subprocess.run(CLI + ["report", str(results), "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert rep.returncode == 0, rep.stderr
+    assert (out / "replicas.png").stat().st_size > 10_000
+    md = (out / "report.md").read_text()
+    one, two = bench[(1, "average")]["test_accuracy"], bench[(2, "average")]["test_accuracy"]
+    ours, holds = _claim(md, "Replica averaging: accuracy falls as replicas grow")
+    assert ours.endswith(f"{one:.1%} at n=1 → {two:.1%} at n=2")
+    assert holds == ("yes" if two < one else "no")
+    ours, _ = _claim(md, "Summing the replicas' weights beats averaging them")
+    assert f"n=2: {bench[(2, 'sum')]['test_accuracy']:.1%} vs {two:.1%}" in ours

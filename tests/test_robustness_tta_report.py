@@ -130,7 +130,7 @@ def test_report_figures_claims_and_flags(tmp_path):
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "run killed (bench) has no run_end" in md
     assert "torn or corrupt line skipped" in md
-    assert "| 000 | CUDA speedup over its serial counterpart | ≈25× (K40) |" in md
+    assert "| Kamra et al., *Parallel Gradient Descent* | CUDA speedup over its serial counterpart | ≈25× (K40) |" in md
     assert "**not measured**" in md
     assert "numpy net1h T=1: max/min" in md  # the flat-TPE claim is computed from the data
     assert "| net2h | numpy T=1 | 128 |" in md and "(paper Fig. 7)" not in md  # titles live in the PNGs

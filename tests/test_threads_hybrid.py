@@ -49,7 +49,7 @@ def test_uneven_thread_batches_match_the_reference(four_threads, threads, batch,
             order = epoch_order(len(X), 1, epoch)
             t.train_epoch(order, batch, 0.7)
             expected = reference.train_epoch(expected, X, Y, order, batch, 0.7)
-        assert t.get_params().max_abs_diff(expected) < 1e-12
+        assert t.get_weights().max_abs_diff(expected) < 1e-12
 
 
 def test_more_threads_than_examples_per_batch_is_refused(four_threads):
@@ -123,7 +123,7 @@ def test_hybrid_splits(four_threads, threads, requested, split_):
         order = epoch_order(len(X), 0, 0)
         t.load_data(X, Y)
         t.train_epoch(order, 5, 0.5)
-        assert t.get_params().max_abs_diff(reference.train_epoch(params, X, Y, order, 5, 0.5)) < 1e-12
+        assert t.get_weights().max_abs_diff(reference.train_epoch(params, X, Y, order, 5, 0.5)) < 1e-12
 
 
 @pytest.mark.parametrize("threads,requested,message", [

@@ -35,7 +35,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="pgdbench", description=__doc__.splitlines()[0].strip("`: "))
+    parser = Parser(prog="pgdbench", description="A benchmark suite for parallel training of multilayer perceptrons; "
+                                                 "every command has --help.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name, module in COMMANDS.items():

@@ -15,7 +15,7 @@ import numpy as np
 from pgdbench.core.files import atomic_write_bytes
 from pgdbench.errors import UsageError
 
-#: Presets of seed 000. Hidden widths are fixed; the input and output widths
+#: Presets of Kamra et al., *Parallel Gradient Descent*. Hidden widths are fixed; the input and output widths
 #: follow the data set, so that on MNIST they are exactly 784-1024-10 and
 #: 784-1024-1024-10 and on KDD Cup 1999 the same hidden layers are used.
 PRESETS: dict[str, tuple[int, ...]] = {
@@ -81,7 +81,10 @@ class NetSpec:
 
 
 def resolve_net(net: str | None, layers: str | Sequence[int] | None, n_inputs: int, n_outputs: int) -> NetSpec:
-    """Build the NetSpec from a preset name or an explicit layer list, checked against the data."""
+    """Build the NetSpec from a preset name or an explicit layer list (``net`` may be one too), checked
+    against the data."""
+    if layers is None and net is not None and net not in PRESETS and net[:1].isdigit():
+        layers = net                       # --net 784,128,10
     if layers is not None:
         if isinstance(layers, str):
             try:
@@ -107,7 +110,8 @@ def resolve_net(net: str | None, layers: str | Sequence[int] | None, n_inputs: i
 class Parameters:
     """Weights W_l of shape (n_in, n_out) and biases b_l of shape (n_out,), input side first.
 
-    z_l = W_lᵀ a_{l-1} + b_l as in seed 000; with examples as rows this is Z = A W + b.
+    z_l = W_lᵀ a_{l-1} + b_l as in Kamra et al., *Parallel Gradient Descent*; with examples as rows this is
+    Z = A W + b.
     """
 
     weights: list[np.ndarray]

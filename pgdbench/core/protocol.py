@@ -17,32 +17,38 @@ Rules that are not visible in the signatures:
   synchronises its device), because the core times it with a wall clock.
 * A minibatch of ``B`` examples is ``order[s:s+B]``; the last one of an epoch
   may be smaller. The loss of a minibatch is ``(1/(2B)) Σ‖y − a_L‖²`` and the
-  update is ``θ ← θ − η ∂L/∂θ`` (seed 000, Algorithms 2 and 5).
+  update is ``θ ← θ − η ∂L/∂θ`` (Kamra et al., *Parallel Gradient Descent*, Algorithms 2 and 5).
 * All arrays crossing the protocol are NumPy arrays in the trainer's dtype.
 """
 from __future__ import annotations
 
 import enum
+import functools
+import importlib.util
 import os
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Callable, ClassVar, Optional
 
 import numpy as np
 
 from pgdbench.core.model import NetSpec, Parameters
-from pgdbench.errors import UsageError
+from pgdbench.errors import BackendUnavailable, UsageError
 
 
 class Parallelism(str, enum.Enum):
-    """Where a backend finds its parallelism (seed 000 distinguishes the first three)."""
+    """Where a backend finds its parallelism (Kamra et al., *Parallel Gradient Descent* distinguishes the first
+    three)."""
 
     NONE = "none"              # serial
     EXAMPLES = "examples"      # the examples of a minibatch split across threads (Alg. 5)
     MATRIX = "matrix"          # inside the matrix operations (threaded BLAS)
     BOTH = "examples+matrix"   # hierarchical: example workers, each with threaded BLAS
-    REPLICAS = "replicas"      # per-thread copies of the net, weights averaged (seed 003)
-    PROCESSES = "processes"    # ranks of an MPI job (seed 004)
+    REPLICAS = "replicas"      # per-thread copies of the net, weights averaged (Ott, *Training Neural Networks in
+    #                            Parallel*)
+    PROCESSES = "processes"    # ranks of an MPI job (De Filippo De Grazia et al., *Parallelization of Deep Networks*)
     DEVICE = "device"          # a GPU or other accelerator
 
 
@@ -64,8 +70,6 @@ def unavailable(reason: str) -> Availability:
 
 def module_missing(*modules: str) -> Optional[Availability]:
     """An Availability saying which of ``modules`` is not installed, without importing any of them."""
-    import importlib.util
-
     for m in modules:
         try:
             found = importlib.util.find_spec(m) is not None
@@ -74,6 +78,57 @@ def module_missing(*modules: str) -> Optional[Availability]:
         if not found:
             return unavailable(f"package {m!r} is not installed")
     return None
+
+
+#: The entry-point group under which backends are registered.
+GROUP = "pgdbench.implementations"
+
+
+@functools.lru_cache(maxsize=1)
+def _registered_names() -> dict[str, str]:
+    """``module:Class`` → entry-point name of every registered backend (no backend is imported)."""
+    return {ep.value.replace(" ", ""): ep.name for ep in entry_points(group=GROUP)}
+
+
+class _EntryPointName:
+    """``Trainer.name``: the name the class is registered under, so that it is written once, in the entry point.
+
+    A class may still set ``name`` itself (a plugin written for pgdbench 0.1
+    did); the registry then checks that the two agree. A class that is not
+    registered (a test's subclass, say) and sets no name has the name "".
+    """
+
+    def __get__(self, obj, cls) -> str:
+        return _registered_names().get(f"{cls.__module__}:{cls.__qualname__}", "")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A backend option declared as data: its default and, if restricted, its choices or its least value.
+
+    ``options = {"reduce": Option("parallel", choices=("main", "parallel"))}``;
+    a plain value (``{"tile": 32}``) declares an unrestricted option with that
+    default. ``zero`` says what the value 0 stands for where it is special
+    (``Option(0, minimum=0, zero="auto")``). :func:`resolve_options` converts
+    given values to the default's type and checks them, with an error that
+    names what is accepted.
+    """
+
+    default: object
+    choices: tuple = ()
+    minimum: Optional[float] = None
+    zero: str = ""
+
+    def describe(self) -> str:
+        """The default and what is accepted, for ``pgdbench list -v``."""
+        accepted = ("|".join(map(str, self.choices)) if self.choices else
+                    f"0 = {self.zero}, or positive" if self.zero else
+                    f"≥ {self.minimum}" if self.minimum is not None else "")
+        return f"{self.default!r}" + (f" ({accepted})" if accepted else "")
+
+
+#: Old name → new name of the protocol's state methods (pgdbench 0.1 called the weights "params").
+RENAMED_METHODS = {"get_params": "get_weights", "set_params": "set_weights"}
 
 
 class Trainer(ABC):
@@ -86,10 +141,15 @@ class Trainer(ABC):
     dtype:   ``np.float32`` or ``np.float64``.
     threads: how many threads (or workers, ranks, ...) the backend may use.
     options: backend-specific settings; keys must be declared in :attr:`options`.
+
+    A backend that keeps its parameters as NumPy arrays in the lists ``self.W``
+    and ``self.b`` (input side first) gets :meth:`get_weights`,
+    :meth:`set_weights` and :meth:`load_data` (into ``self.X``, ``self.Y``)
+    from this class; any other overrides them.
     """
 
-    #: Registry name, e.g. ``"numpy"``.
-    name: ClassVar[str] = ""
+    #: Registry name, e.g. ``"numpy"``: the entry-point name, unless the class sets it.
+    name: ClassVar[str] = _EntryPointName()
     #: One line for ``pgdbench list``.
     description: ClassVar[str] = ""
     parallelism: ClassVar[Parallelism] = Parallelism.NONE
@@ -98,7 +158,9 @@ class Trainer(ABC):
     #: Backend whose 1-thread run is this one's serial counterpart for speedups
     #: (the backend itself when it is its own serial version).
     serial_counterpart: ClassVar[str] = ""
-    #: Backend-specific options and their defaults, declared as data (benchopt style).
+    #: Optional packages the backend needs (import names): without one of them it is unavailable.
+    requires: ClassVar[tuple] = ()
+    #: Backend-specific options and their defaults (or :class:`Option` declarations), as data.
     options: ClassVar[dict] = {}
     #: Options under which the backend performs exactly minibatch gradient
     #: descent, so that it must match the float64 reference step for step.
@@ -110,8 +172,23 @@ class Trainer(ABC):
     #: Whether the thread count is meaningful (False: only 1 is accepted).
     uses_threads: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # a plugin written for 0.1 defines get_params/set_params: they stand in for the new names
+        for old, new in RENAMED_METHODS.items():
+            owner_old = next(k for k in cls.__mro__ if old in vars(k))
+            owner_new = next(k for k in cls.__mro__ if new in vars(k))
+            if owner_old is not Trainer and cls.__mro__.index(owner_old) < cls.__mro__.index(owner_new):
+                warnings.warn(f"{cls.__qualname__}.{old}() is deprecated: name it {new}() (pgdbench 0.1 called the "
+                              f"weights params); the old name goes in the next release", DeprecationWarning,
+                              stacklevel=3)  # the class statement (through ABCMeta.__new__)
+                setattr(cls, new, vars(owner_old)[old])
+
     def __init__(self, spec: NetSpec, params: Parameters, *, dtype=np.float32, threads: int = 1,
                  options: Optional[dict] = None):
+        missing = module_missing(*self.requires)
+        if missing is not None:
+            raise BackendUnavailable(f"backend {self.name!r}: {missing.reason}")
         self.spec = spec
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -123,16 +200,24 @@ class Trainer(ABC):
     # -- discovery -----------------------------------------------------
     @classmethod
     def availability(cls) -> Availability:
-        """Can this backend run here? If not, say why. Cheap; may import optional packages."""
-        return AVAILABLE
+        """Can this backend run here? If not, say why. Cheap; may import optional packages.
+
+        By default: whether the packages of :attr:`requires` are installed. A
+        backend that needs more (a GPU, an MPI library) extends it.
+        """
+        missing = module_missing(*cls.requires)
+        return AVAILABLE if missing is None else missing
 
     # -- data and training ----------------------------------------------
-    @abstractmethod
     def load_data(self, X: np.ndarray, Y: np.ndarray) -> None:
         """Keep the training inputs (n, n_in) and one-hot targets (n, n_out) for the epochs.
 
         Called once; the core times it apart from the epochs (transfer time).
+        By default: checked, and kept as C-contiguous arrays of the trainer's dtype in ``self.X``, ``self.Y``.
         """
+        validate_batch(X, Y, self.spec)
+        self.X = np.ascontiguousarray(X, dtype=self.dtype)
+        self.Y = np.ascontiguousarray(Y, dtype=self.dtype)
 
     @abstractmethod
     def train_epoch(self, order: np.ndarray, batch_size: int, learning_rate: float,
@@ -144,13 +229,26 @@ class Trainer(ABC):
         """
 
     # -- state, for the checks and for evaluation -------------------------
-    @abstractmethod
-    def get_params(self) -> Parameters:
-        """A copy of the current parameters as NumPy arrays."""
+    def get_weights(self) -> Parameters:
+        """A copy of the current weights and biases as NumPy arrays (by default: of ``self.W``, ``self.b``)."""
+        return Parameters([w.copy() for w in self.W], [b.copy() for b in self.b])
 
-    @abstractmethod
+    def set_weights(self, params: Parameters) -> None:
+        """Replace the current weights and biases (shapes as the spec; values copied; by default into
+        ``self.W``, ``self.b``)."""
+        params.check_against(self.spec)
+        for dst, src in zip(self.W + self.b, params.weights + params.biases):
+            dst[...] = src
+
+    def get_params(self) -> Parameters:
+        """Deprecated name of :meth:`get_weights`."""
+        warnings.warn("Trainer.get_params() is deprecated: call get_weights()", DeprecationWarning, stacklevel=2)
+        return self.get_weights()
+
     def set_params(self, params: Parameters) -> None:
-        """Replace the current parameters (shapes as the spec; values copied)."""
+        """Deprecated name of :meth:`set_weights`."""
+        warnings.warn("Trainer.set_params() is deprecated: call set_weights()", DeprecationWarning, stacklevel=2)
+        self.set_weights(params)
 
     @abstractmethod
     def loss_and_gradients(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Parameters]:
@@ -205,16 +303,28 @@ def check_threads(threads, uses_threads: bool, name: str) -> int:
 
 
 def resolve_options(cls, given: dict) -> dict:
-    """Declared defaults updated by ``given``, with values converted to the default's type."""
-    unknown = set(given) - set(cls.options)
+    """Declared defaults updated by ``given``, converted to the default's type and checked against the declaration."""
+    declared = declared_options(cls)
+    unknown = set(given) - set(declared)
     if unknown:
-        known = ", ".join(f"{k} (default {v!r})" for k, v in cls.options.items()) or "none"
+        known = ", ".join(f"{k} (default {d.default!r})" for k, d in declared.items()) or "none"
         raise UsageError(f"backend {cls.name!r} has no option {', '.join(sorted(unknown))}; its options: {known}")
-    out = dict(cls.options)
+    out = {key: d.default for key, d in declared.items()}
     for key, value in given.items():
-        default = cls.options[key]
-        out[key] = convert_option(key, value, default)
+        out[key] = convert_option(key, value, declared[key].default)
+    for key, d in declared.items():
+        value = out[key]
+        if d.choices and value not in d.choices:
+            raise UsageError(f"option {key} must be one of {', '.join(map(str, d.choices))}, got {value!r}")
+        if d.minimum is not None and value < d.minimum:
+            at_least = f"0 ({d.zero}) or positive" if d.zero and d.minimum == 0 else f"at least {d.minimum}"
+            raise UsageError(f"option {key} must be {at_least}, got {value!r}")
     return out
+
+
+def declared_options(cls) -> dict[str, Option]:
+    """The backend's options, each as an :class:`Option` (a plain default declares an unrestricted one)."""
+    return {key: d if isinstance(d, Option) else Option(d) for key, d in cls.options.items()}
 
 
 def convert_option(key: str, value, default):

@@ -1,4 +1,5 @@
-"""Seed 000's algorithms written out plainly in float64: the oracle of the shared checks.
+"""Kamra et al.'s (*Parallel Gradient Descent*) algorithms written out plainly in float64: the oracle of the shared
+checks.
 
 Nothing here is fast. It is a line-by-line transcription of Algorithm 3
 (forward), Algorithm 4 (backpropagation) and Algorithm 2 (minibatch update),

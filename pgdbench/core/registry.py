@@ -1,7 +1,9 @@
 """Finding backends: the entry-point group ``pgdbench.implementations``.
 
 Backends in this repository are declared in pyproject.toml exactly like a
-third-party plugin would declare its own. Loading one entry point never
+third-party plugin would declare its own. The entry-point name is the
+backend's name (:attr:`Trainer.name` reads it); a class that also sets
+``name`` itself must set the same one. Loading one entry point never
 depends on another: a plugin that fails to import is reported with its error
 and the others are still listed. Backends are loaded only when asked for:
 :func:`names` imports none of them and :func:`get` imports just the one it
@@ -14,10 +16,8 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Optional
 
-from pgdbench.core.protocol import Availability, Trainer, unavailable
+from pgdbench.core.protocol import GROUP, Availability, Trainer, unavailable
 from pgdbench.errors import BackendUnavailable, UsageError
-
-GROUP = "pgdbench.implementations"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ test suite::
 and ``pgdbench check NAME`` runs it from the command line with a report.
 
 The oracle is :mod:`pgdbench.core.reference`, a plain float64 transcription of
-seed 000's algorithms, itself checked against finite differences.
+Kamra et al.'s (*Parallel Gradient Descent*) algorithms, itself checked against finite differences.
 
 Tolerances (the reasons are in each check's docstring):
 
@@ -30,7 +30,7 @@ import numpy as np
 from pgdbench.core import reference
 from pgdbench.core.model import NetSpec, Parameters, epoch_order, glorot_uniform
 from pgdbench.core.protocol import Availability, Parallelism, Trainer, usable_cpus
-from pgdbench.core.training import fit
+from pgdbench.core.training import Settings, fit
 from pgdbench.data.dataset import Dataset
 from pgdbench.data.embedded import load_mnist_sample
 from pgdbench.errors import UsageError
@@ -95,14 +95,14 @@ def check_protocol(cls: type) -> None:
         raise CheckSkipped(f"unavailable here: {avail.reason}")
     spec, params, X, Y = small_problem()
     with make(cls, spec, params, options=cls.reference_options or {}) as t:
-        got = t.get_params()
-        assert got.max_abs_diff(params) == 0.0, "get_params() must return the initial parameters exactly"
+        got = t.get_weights()
+        assert got.max_abs_diff(params) == 0.0, "get_weights() must return the initial parameters exactly"
         got.weights[0][...] = 123.0
-        assert t.get_params().max_abs_diff(params) == 0.0, "get_params() must return a copy"
+        assert t.get_weights().max_abs_diff(params) == 0.0, "get_weights() must return a copy"
         moved = params.copy()
         moved.weights[-1] += 0.5
-        t.set_params(moved)
-        assert t.get_params().max_abs_diff(moved) == 0.0, "set_params() then get_params() must round-trip"
+        t.set_weights(moved)
+        assert t.get_weights().max_abs_diff(moved) == 0.0, "set_weights() then get_weights() must round-trip"
         t.load_data(X, Y)
         out = t.predict(X[:5])
         assert out.shape == (5, spec.n_outputs), f"predict() shape {out.shape}, expected (5, {spec.n_outputs})"
@@ -158,9 +158,9 @@ def check_training_steps(cls: type, threads: int = 1, dtype=np.float64, epochs: 
             order = epoch_order(len(X), seed=2, epoch=epoch)
             t.train_epoch(order, SMALL_BATCH, 0.5)
             expected = reference.train_epoch(expected, X, Y, order, SMALL_BATCH, 0.5)
-        got = t.get_params()
+        got = t.get_weights()
     for a in got.arrays():
-        assert a.dtype == dtype, f"get_params() returned {a.dtype} arrays for a {dtype} trainer"
+        assert a.dtype == dtype, f"get_weights() returned {a.dtype} arrays for a {dtype} trainer"
     moved = expected.max_abs_diff(params)
     assert moved > 1e-2, f"the reference moved only {moved}: the check would be vacuous"
     tol = FLOAT64_TOLERANCE if dtype == np.float64 else FLOAT32_TOLERANCE
@@ -195,8 +195,8 @@ def check_convergence(cls: type, threads: int = 1, min_accuracy: float = 0.80) -
         data, spec, epochs, batch, rate = downsampled_digits(), NetSpec((196, 24, 10)), 6, 10, 3.0
     else:
         data, spec, epochs, batch, rate = load_mnist_sample(), NetSpec((784, 64, 10)), 4, 20, 2.0
-    result = fit(cls, spec, data, epochs=epochs, batch_size=batch, learning_rate=rate, threads=threads,
-                 options=cls.reference_options or {}, evaluate_every_epoch=False)
+    settings = Settings(batch, rate, threads, options=cls.reference_options or {})
+    result = fit(cls, spec, data, settings, epochs=epochs, evaluate_every_epoch=False)
     acc = result.epochs[-1].val_accuracy
     assert acc >= min_accuracy, f"validation accuracy {acc:.3f} < {min_accuracy} on {data.name} after {epochs} epochs"
     return acc

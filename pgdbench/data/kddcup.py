@@ -1,4 +1,5 @@
-"""KDD Cup 1999 (seed 001): network connection records labelled normal or by attack type.
+"""KDD Cup 1999 (Kamra et al.'s earlier draft, *Parallel Backpropagation*): network connection records labelled
+normal or by attack type.
 
 Training data is the 10 % file (494,021 records), split 5:1 into train and
 validation like MNIST; the test set is the labelled ``corrected`` file. The

@@ -1,4 +1,5 @@
-"""MNIST from the four standard IDX files, split 50,000 / 10,000 / 10,000 as in seed 000."""
+"""MNIST from the four standard IDX files, split 50,000 / 10,000 / 10,000 as in Kamra et al., *Parallel Gradient
+Descent*."""
 from __future__ import annotations
 
 import numpy as np

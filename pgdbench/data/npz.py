@@ -22,7 +22,7 @@ def load_npz(path) -> Dataset:
     missing = {"X_train", "y_train", "X_test", "y_test"} - set(arrays)
     if missing:
         raise DataError(f"{path}: missing arrays {', '.join(sorted(missing))}")
-    if "X_val" not in arrays:  # hold out the last sixth, as seed 000 does for MNIST
+    if "X_val" not in arrays:  # hold out the last sixth, as Kamra et al., *Parallel Gradient Descent* does for MNIST
         n = len(arrays["X_train"]) - len(arrays["X_train"]) // 6
         arrays["X_val"], arrays["y_val"] = arrays["X_train"][n:], arrays["y_train"][n:]
         arrays["X_train"], arrays["y_train"] = arrays["X_train"][:n], arrays["y_train"][:n]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pgdbench.errors import DataError
 
-#: Original files and their sha256 (see shared/data/SOURCES.md for provenance).
+#: The original MNIST files (LeCun, Cortes, Burges) and their sha256, as public loaders publish them.
 KNOWN_FILES = {
     "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
     "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",

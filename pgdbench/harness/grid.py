@@ -8,7 +8,6 @@ data set and returns one flat record.
 from __future__ import annotations
 
 import itertools
-import math
 import statistics
 import time
 import traceback
@@ -16,9 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Optional
 
 from pgdbench.core import registry
-from pgdbench.core.model import DTYPES, resolve_net
+from pgdbench.core.model import resolve_net
 from pgdbench.core.protocol import usable_cpus
-from pgdbench.core.training import fit
+from pgdbench.core.training import Settings, fit
 from pgdbench.errors import DivergedError, PgdbenchError
 from pgdbench.harness import peak
 
@@ -120,9 +119,9 @@ def measure(config: Config, dataset, *, epochs: int = 1, learning_rate: float = 
         if max_examples is None and cls.projected:
             max_examples = PROJECTED_EXAMPLES
         start = time.perf_counter()
-        result = fit(cls, spec, dataset, epochs=epochs, batch_size=config.batch_size, learning_rate=learning_rate,
-                     threads=config.threads, dtype=DTYPES[config.dtype], seed=seed, options=config.options_dict,
-                     max_examples=max_examples, warmup_batches=warmup_batches, evaluate_every_epoch=True,
+        settings = Settings(config.batch_size, learning_rate, config.threads, config.dtype, seed,
+                            options=config.options_dict, warmup_batches=warmup_batches)
+        result = fit(cls, spec, dataset, settings, epochs=epochs, max_examples=max_examples,
                      progress_factory=progress_factory)
         wall = time.perf_counter() - start
     except DivergedError as exc:
@@ -159,23 +158,6 @@ def measure(config: Config, dataset, *, epochs: int = 1, learning_rate: float = 
     }
 
 
-def add_speedups(records: list[dict]) -> list[dict]:
-    """Speedup over the serial counterpart and over the backend's own 1-thread run, same net/batch/dtype.
-
-    Only records measured in the same set (the same run) are compared.
-    """
-    ok = [r for r in records if r.get("status") == "ok"]
-    index = {point_key(r): r for r in ok}
-    for r in ok:
-        key = (r["net"], r["batch_size"], r["dtype"])
-        serial = index.get((r["serial_counterpart"], *key[:2], 1, key[2], ()))
-        one = index.get((r["backend"], *key[:2], 1, key[2], _opts(r)))
-        r["speedup_vs_serial"] = serial["seconds_per_epoch"] / r["seconds_per_epoch"] if serial else None
-        r["speedup_vs_1thread"] = one["seconds_per_epoch"] / r["seconds_per_epoch"] if one else None
-        r["efficiency"] = r["speedup_vs_1thread"] / r["threads"] if r["speedup_vs_1thread"] else None
-    return records
-
-
 def _opts(record: dict) -> tuple:
     return tuple(sorted((record.get("options") or {}).items()))
 
@@ -188,16 +170,3 @@ def point_key(r: dict) -> tuple:
 def options_text(options) -> str:
     """``k1=v1,k2=v2`` of an options dict (or None), sorted by key: how options appear in labels and tables."""
     return ",".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
-
-
-def best_of(values: list[float]) -> float:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return min(finite) if finite else float("nan")
-
-
-# -- the harness grid: what asv, pytest-benchmark and `pgdbench bench` iterate ------------------------
-#
-# The asv and pytest-benchmark suites time a fixed number of examples per call
-# (not whole epochs), so that a quick run of the whole suite stays short on a
-# laptop; figures per epoch derived from them are *projected* to a full MNIST
-# training split and labelled so.

@@ -1,9 +1,9 @@
-"""The studies' claims (../shared/SEEDS.md) checked against the data of a report.
+"""The studies' claims (docs/studies.md says where each comes from) checked against the data of a report.
 
 Each claim states the paper's value and the test applied to our data; the
 verdict is "yes", "no", "partly" (holds for some series and not others),
 "not measured" (the rows it needs are absent: no GPU, backend not run, ...)
-or "cannot decide (why)" (rows are there but cannot test the claim: seed 003
+or "cannot decide (why)" (rows are there but cannot test the claim: Ott, *Training Neural Networks in Parallel*
 and 004 speak of 6 to 40 cores, a 2-core machine runs 1 or 2 ranks without
 oversubscription, and two points fit any power law). The machine differs
 from the paper's (32 cores, a K40 GPU), so scalable claims are compared as
@@ -204,10 +204,13 @@ def _points_by(points, key):
     return out
 
 
-# -- seed 003: replicas, weights averaged or summed ---------------------------------------------------
+# -- Ott, *Training Neural Networks in Parallel*: replicas, weights averaged or summed
+# ---------------------------------------------------
 
-REPLICAS_FASTER_FROM = 6   # seed 003: "not until we reach six threads or more" is training faster
-SUM_GAIN = 0.05            # seed 003: summing gave "roughly ten percent" more accuracy; we ask for ≥ 5 points
+# Ott, *Training Neural Networks in Parallel*: "not until we reach six threads or more" is training faster
+REPLICAS_FASTER_FROM = 6
+# Ott: summing gave "roughly ten percent" more accuracy; we ask for ≥ 5 points
+SUM_GAIN = 0.05
 
 
 def claim_replica_time(data):
@@ -234,7 +237,7 @@ def claim_replica_time(data):
                        f"oversubscription here: {most}")
         results.append((text, verdict))
     if not results:
-        return "needs pgdbench averaging-study at several replica counts", "not measured"
+        return "needs pgdbench bench --backend averaging at several thread (replica) counts", "not measured"
     return _judge(results)
 
 
@@ -242,11 +245,8 @@ def claim_replica_accuracy(data):
     series = {}
     for name, pts in _points_by([p for p in data.replicas if p["combine"] == "average"
                                  and p.get("test_accuracy") is not None], lambda p: p["name"]).items():
+        # (bench runs of the averaging backend are points of the study too: see studies.replicas.study_record)
         series[f"{name} (averaging-study)"] = {p["replicas"]: p["test_accuracy"] for p in pts}
-    for r in data.rows:  # the averaging backend timed by pgdbench bench: replicas follow threads
-        if r.get("parallelism") == "replicas" and r.get("test_accuracy") is not None:
-            n = (r.get("options") or {}).get("replicas") or r["threads"]
-            series.setdefault(f"{r['backend']} {r['net']} B={r['batch_size']} (bench)", {})[n] = r["test_accuracy"]
     results = []
     for name, acc in sorted(series.items()):
         if len(acc) < 2:
@@ -254,8 +254,7 @@ def claim_replica_accuracy(data):
         ns = sorted(acc)
         results.append((f"{name}: " + " → ".join(f"{pct(acc[n])} at n={n}" for n in ns), acc[ns[-1]] < acc[ns[0]]))
     if not results:
-        return "needs pgdbench averaging-study (or bench of a replica backend) at several replica counts", \
-            "not measured"
+        return "needs pgdbench bench --backend averaging at several thread (replica) counts", "not measured"
     return _judge(results)
 
 
@@ -277,7 +276,8 @@ def claim_sum_beats_average(data):
     return "; ".join(parts), _verdict(flags)
 
 
-# -- seed 004: the DBN over MPI ranks -------------------------------------------------------------------
+# -- De Filippo De Grazia et al., *Parallelization of Deep Networks*: the DBN over MPI ranks
+# -------------------------------------------------------------------
 
 DBN_EXPONENT = -0.86              # RBM time ∝ cores^p, fixed 50 epochs per layer, 1 → 40 cores
 DBN_EXPONENT_CONVERGENCE = round(math.log(1100 / 6700) / math.log(40), 2)  # 6,700 s → 1,100 s: −0.49
@@ -376,7 +376,7 @@ def claim_dbn_levels_off(data):
 
 # -- MPI: data-parallel MLP training over ranks (mpi-bench) --------------------------------------------
 
-MPI_EFFICIENCY = 0.85   # the MPI issue's target: 2 ranks on a 2-core machine, batch ≥ 512
+MPI_EFFICIENCY = 0.85   # the project's own target: 2 ranks on a 2-core machine, batch ≥ 512
 MPI_MIN_BATCH = 512
 
 
@@ -399,52 +399,57 @@ def claim_mpi_efficiency(data):
     return text, _verdict([r["parallel_efficiency"] >= MPI_EFFICIENCY for r in judged])
 
 
+#: The studies, by authors and short title (docs/studies.md summarises each and names the claims' sources).
+KAMRA = "Kamra et al., *Parallel Gradient Descent*"
+OTT = "Ott, *Training Neural Networks in Parallel*"
+DE_GRAZIA = "De Filippo De Grazia et al., *Parallelization of Deep Networks*"
+
 CLAIMS = [
-    ("000", "Serial implementations: TPE and GFLOP/s constant in batch size", "flat (Figs 5–8)",
+    (KAMRA, "Serial implementations: TPE and GFLOP/s constant in batch size", "flat (Figs 5–8)",
      f"max/min TPE over batch sizes ≤ {FLAT} for every serial series (T=1)", lambda d: claim_serial_flat(d.rows)),
-    ("000", "Example-parallel implementations get faster as batches grow", "TPE falls with batch size",
+    (KAMRA, "Example-parallel implementations get faster as batches grow", "TPE falls with batch size",
      "TPE at the largest batch < TPE at the smallest, every example-parallel series at T>1",
      lambda d: claim_examples_parallel_faster_with_batch(d.rows)),
-    ("000", "BLAS-parallel TPE flat in batch size", "flat",
+    (KAMRA, "BLAS-parallel TPE flat in batch size", "flat",
      f"max/min TPE ≤ {FLAT} for matrix-parallel series at T>1", lambda d: claim_blas_parallel_flat(d.rows)),
-    ("000", "Multicore (example-parallel) speedup", "≈10× on 32 threads (31 % efficiency)",
+    (KAMRA, "Multicore (example-parallel) speedup", "≈10× on 32 threads (31 % efficiency)",
      "best efficiency (speedup over own 1-thread run ÷ T) ≥ 31 %", lambda d: claim_multicore_speedup(d.rows)),
-    ("000", "CUDA speedup over its serial counterpart", "≈25× (K40)",
+    (KAMRA, "CUDA speedup over its serial counterpart", "≈25× (K40)",
      "best GPU speedup over serial ≥ 12.5×", lambda d: claim_gpu_speedup(d.rows)),
-    ("000", "BLAS serial vs naive serial", "≈10× faster",
+    (KAMRA, "BLAS serial vs naive serial", "≈10× faster",
      "python ÷ numpy T=1 time per epoch within 5–20× (the paper's naive serial was C++; ours is pure Python)",
      lambda d: claim_blas_vs_naive(d.rows)),
-    ("000", "Matrix-parallel beats example-parallel in GFLOP/s", "yes, clearly",
+    (KAMRA, "Matrix-parallel beats example-parallel in GFLOP/s", "yes, clearly",
      "higher GFLOP/s at every common (net, batch, T)", lambda d: claim_matrix_beats_examples_gflops(d.rows)),
-    ("000", "The framework (Theano; here PyTorch) is fastest at large batches", "lowest TPE at large batch",
+    (KAMRA, "The framework (Theano; here PyTorch) is fastest at large batches", "lowest TPE at large batch",
      "torch has the lowest CPU TPE at its largest batch size", lambda d: claim_framework_fastest_large_batch(d.rows)),
-    ("000", "Accuracy on MNIST", "93 %–97.8 % (validation/test)",
+    (KAMRA, "Accuracy on MNIST", "93 %–97.8 % (validation/test)",
      "best MNIST accuracy in pgdbench tta runs ≥ 93 % (runs under 10 epochs are inconclusive)",
      lambda d: claim_accuracy(d.rows, d.tta)),
-    ("003", "Replicas: training time falls once n ≥ 6 (overhead wins below)", "faster than 1 thread only from n = 6",
+    (OTT, "Replicas: training time falls once n ≥ 6 (overhead wins below)", "faster than 1 thread only from n = 6",
      f"speedup over one replica (averaging): ≤ 1 below n = {REPLICAS_FASTER_FROM} and > 1 from it, runs not "
      "oversubscribed", claim_replica_time),
-    ("003", "Replica averaging: accuracy falls as replicas grow", "falls with n threads (each sees 50,000/n)",
+    (OTT, "Replica averaging: accuracy falls as replicas grow", "falls with n threads (each sees 50,000/n)",
      "test accuracy (averaging) at the most replicas < at the fewest", claim_replica_accuracy),
-    ("003", "Summing the replicas' weights beats averaging them", "≈ 10 points more accuracy",
+    (OTT, "Summing the replicas' weights beats averaging them", "≈ 10 points more accuracy",
      f"test accuracy with sum − with average ≥ {100 * SUM_GAIN:.0f} points at every n > 1",
      claim_sum_beats_average),
-    ("004", "DBN: RBM time vs cores is a power law (fixed epochs)", f"exponent {DBN_EXPONENT} (16,500 s → 900 s, "
+    (DE_GRAZIA, "DBN: RBM time vs cores is a power law (fixed epochs)", f"exponent {DBN_EXPONENT} (16,500 s → 900 s, "
      "1 → 40 cores)", f"fit over ≥ 3 rank counts without oversubscription: exponent within ±{EXPONENT_TOLERANCE} "
      f"of {DBN_EXPONENT}, R² ≥ {MIN_R2}", claim_dbn_power_law),
-    ("004", "DBN: more cores cost little accuracy", "error 1.14 % → 1.62 % (fixed epochs), 1.25 % → 1.57 % "
+    (DE_GRAZIA, "DBN: more cores cost little accuracy", "error 1.14 % → 1.62 % (fixed epochs), 1.25 % → 1.57 % "
      "(convergence rule), 1 → 40 cores", f"test error at the most ranks − at the fewest ≤ {100 * ERROR_COST:.0f} "
      "point (oversubscribed runs count: same arithmetic)", claim_dbn_error_cost),
-    ("004", "DBN with the convergence rule: time still falls with cores", "6,700 s → 1,100 s (1 → 40 cores: "
+    (DE_GRAZIA, "DBN with the convergence rule: time still falls with cores", "6,700 s → 1,100 s (1 → 40 cores: "
      f"exponent {DBN_EXPONENT_CONVERGENCE})", f"as the fixed-epoch fit, around {DBN_EXPONENT_CONVERGENCE}",
      claim_dbn_convergence_power_law),
-    ("004", "DBN with the convergence rule: time levels off at 16 cores", "asymptote at 16 cores",
+    (DE_GRAZIA, "DBN with the convergence rule: time levels off at 16 cores", "asymptote at 16 cores",
      f"without oversubscription, beyond {LEVELS_OFF_AT} ranks less than {LEVEL}× faster than at {LEVELS_OFF_AT}",
      claim_dbn_levels_off),
-    ("MPI", "Data-parallel MLP training over MPI ranks (`mpi`, `mpi-averaging`): parallel efficiency",
-     f"not reported for the MLP; seed 004's exponent {DBN_EXPONENT} means efficiency K^−0.14: 91 % at 2 ranks",
+    ("pgdbench", "Data-parallel MLP training over MPI ranks (`mpi`, `mpi-averaging`): parallel efficiency",
+     f"not reported for the MLP; the DBN study's exponent {DBN_EXPONENT} means efficiency K^−0.14: 91 % at 2 ranks",
      f"speedup over 1 rank ÷ ranks ≥ {MPI_EFFICIENCY:.0%} at batch ≥ {MPI_MIN_BATCH}, runs not oversubscribed "
-     "(the MPI issue's target)", claim_mpi_efficiency),
+     "(the project's own target)", claim_mpi_efficiency),
     ("—", "Time to accuracy (beyond the paper)", "not reported",
      "median wall time to target over seeds", lambda d: claim_tta(d.tta_summaries)),
 ]

@@ -5,14 +5,12 @@ backend × net × batch size × threads × dtype × options) and *TTA runs*, plu
 warnings for whatever could not be used (torn lines, runs without a
 ``run_end``, skipped or failed grid points).
 
-The records of the three scaling studies are summarised by :mod:`pgdbench.studies`
-(the commands that ran them print the same summaries), one point per
-configuration × replica or rank count:
-`averaging-study` (seed 003: accuracy and time against replicas, averaging vs
-summing), `mpi-bench` (MPI backends timed over rank counts: speedup over one
-rank and parallel efficiency) and `dbn` / `dbn --scaling` (seed 004: RBM time
-and classification error against ranks). When several files hold the same
-point, the last one read wins, as for performance rows.
+The records of the three scaling studies are summarised by :mod:`pgdbench.studies` (the commands that ran them
+print the same summaries), one point per configuration × replica or rank count: `averaging-study` (Ott, *Training
+Neural Networks in Parallel*: accuracy and time against replicas, averaging vs summing), `mpi-bench` (MPI backends
+timed over rank counts: speedup over one rank and parallel efficiency) and `dbn` / `dbn --scaling` (De Filippo De
+Grazia et al., *Parallelization of Deep Networks*: RBM time and classification error against ranks). When several
+files hold the same point, the last one read wins, as for performance rows.
 """
 from __future__ import annotations
 
@@ -30,8 +28,9 @@ from pgdbench.harness.grid import options_text, point_key
 from pgdbench.harness.probe import EPOCH_EXAMPLES, Point
 from pgdbench.harness.results import read_records, run_status
 from pgdbench.studies.dbn_scaling import scaling_rows
+from pgdbench.harness.speedups import add_speedups
 from pgdbench.studies.mpi_scaling import add_rank_speedups
-from pgdbench.studies.replicas import summarise
+from pgdbench.studies.replicas import study_record, summarise
 
 
 @dataclass
@@ -170,6 +169,9 @@ def _load_jsonl(path: Path, out: Collection) -> None:
                                    "threads": f"{r.get('ranks')} ranks", "status": r.get("status"),
                                    "reason": r.get("reason", "")})
         elif kind == "bench":
+            if r.get("backend") == "averaging" and r.get("status") == "ok":  # a point of the replica study too
+                cpus = ((starts.get(r.get("run_id")) or {}).get("machine") or {}).get("cpus_usable") or 1
+                out.averaging_records.append(study_record(r, cpus))
             if r.get("status") == "ok":
                 row = {k: r.get(k) for k in PERF_KEYS}
                 row["source"] = "bench"
@@ -295,7 +297,7 @@ def _last_wins(records: list, key) -> list:
 
 
 def _fill_speedups(rows: list) -> None:
-    index = {point_key(r): r for r in rows}
+    """What the rows lack of their backends' facts (serial counterpart, parallelism, device), then speedups."""
     classes = {n: e.cls for n, e in registry.entries().items() if e.cls is not None}
     for r in rows:
         cls = classes.get(r["backend"])
@@ -305,16 +307,7 @@ def _fill_speedups(rows: list) -> None:
             r["parallelism"] = cls.parallelism.value
         if r.get("device") is None:
             r["device"] = cls.device if cls else ("gpu" if r.get("parallelism") == "device" else "cpu")
-    for r in rows:
-        _, net, bs, _, dt, opts = point_key(r)
-        serial = index.get((r["serial_counterpart"], net, bs, 1, dt, ()))
-        one = index.get((r["backend"], net, bs, 1, dt, opts))
-        if serial and serial.get("seconds_per_epoch") and r.get("seconds_per_epoch"):
-            r["speedup_vs_serial"] = serial["seconds_per_epoch"] / r["seconds_per_epoch"]
-        if one and one.get("seconds_per_epoch") and r.get("seconds_per_epoch"):
-            r["speedup_vs_1thread"] = one["seconds_per_epoch"] / r["seconds_per_epoch"]
-        s1 = r.get("speedup_vs_1thread")
-        r["efficiency"] = s1 / r["threads"] if s1 else None
+    add_speedups(rows)
 
 
 def series_label(r: dict) -> str:

@@ -16,7 +16,7 @@ from pgdbench.harness.grid import options_text
 from pgdbench.reporting.collection import mpi_series_label, series_label
 
 NET_TITLES = {"net1h": "Net-1h (784-1024-10)", "net2h": "Net-2h (784-1024-1024-10)"}
-#: The paper's figure numbers (seed 000) for each figure kind and net.
+#: The paper's figure numbers (Kamra et al., *Parallel Gradient Descent*) for each figure kind and net.
 PAPER_FIGURES = {("tpe", "net1h"): 5, ("gflops", "net1h"): 6, ("tpe", "net2h"): 7, ("gflops", "net2h"): 8,
                  ("speedup", "net1h"): 9, ("speedup", "net2h"): 10}
 
@@ -237,7 +237,8 @@ def _legend_with_hollow(ax):
 
 
 def replica_study(points, title: str, caption: str, path: Path) -> Path | None:
-    """Seed 003: test accuracy and speedup over one replica against the number of replicas, averaging vs summing."""
+    """Ott, *Training Neural Networks in Parallel*: test accuracy and speedup over one replica against the number
+    of replicas, averaging vs summing."""
     points = [p for p in points if p.get("test_accuracy") is not None]
     if not points:
         return None
@@ -271,7 +272,8 @@ def replica_study(points, title: str, caption: str, path: Path) -> Path | None:
 
 
 def dbn_scaling(points, title: str, caption: str, path: Path, exponent: float = -0.86) -> Path | None:
-    """Seed 004: RBM training time (log-log, with the paper's power law for reference) and test error against ranks."""
+    """De Filippo De Grazia et al., *Parallelization of Deep Networks*: RBM training time (log-log, with the
+    paper's power law for reference) and test error against ranks."""
     if not points:
         return None
     plt = _plt()
@@ -290,7 +292,7 @@ def dbn_scaling(points, title: str, caption: str, path: Path, exponent: float = 
         if base and len(counts) > 1:
             ks = sorted(counts)
             ax1.plot(ks, [base["rbm_seconds"] * k ** exponent for k in ks], color=colors[setup], linestyle=":",
-                     linewidth=1, label=f"dotted: seed 004's power law (time ∝ ranks^{exponent:g}) from each "
+                     linewidth=1, label=f"dotted: the DBN study's power law (time ∝ ranks^{exponent:g}) from each "
                                         "1-rank time" if i == 0 else None)
         if errors:
             done = [p for p in pts if p.get("test_error") is not None]

@@ -60,16 +60,19 @@ def make_figures(data, out: Path) -> list[tuple[str, Path]]:
 
 
 def study_figures(data, cap: str, out: Path) -> list[tuple[str, Path]]:
-    """Seed 003's replicas, seed 004's DBN over ranks, and MPI efficiency against batch size."""
+    """Ott's (*Training Neural Networks in Parallel*) replicas, De Filippo De Grazia et al.'s (*Parallelization of
+    Deep Networks*) DBN over ranks, and MPI efficiency against batch size."""
 
     over = " Hollow markers: oversubscribed (more replicas or ranks than CPUs): their times measure contention."
     made = [
-        ("replica averaging (seed 003)",
-         plots.replica_study(data.replicas, "Replicas with weights averaged or summed (seed 003)",
+        ("replica averaging (Ott, *Training Neural Networks in Parallel*)",
+         plots.replica_study(data.replicas,
+                             "Replicas, weights averaged or summed (Ott, Training Neural Networks in Parallel)",
                              cap + " Mean over seeds; one thread per replica; speedup of the median epoch." + over,
                              out / "replicas.png")),
-        ("DBN scaling (seed 004)",
-         plots.dbn_scaling(data.dbn, "Deep Belief Network over MPI ranks (seed 004)",
+        ("DBN scaling (De Filippo De Grazia et al., *Parallelization of Deep Networks*)",
+         plots.dbn_scaling(data.dbn,
+                           "DBN over MPI ranks (De Filippo De Grazia et al., Parallelization of Deep Networks)",
                            cap + " Mean over seeds; RBM time on rank 0, communication included." + over,
                            out / "dbn_scaling.png", exponent=claims.DBN_EXPONENT)),
         ("MPI parallel efficiency",
@@ -94,7 +97,9 @@ def markdown(data, figures, title) -> str:
     for c in evaluate(data):
         lines.append(f"| {c['study']} | {c['claim']} | {c['paper']} | {c['test']} | {c['ours']} | **{c['holds']}** |")
     lines += ["", "The machine differs from the paper's (32 cores, Tesla K40C), so thread-count claims are "
-              "compared as efficiencies; \"not measured\" means the results given hold no rows for that claim.", ""]
+              "compared as efficiencies; \"not measured\" means the results given hold no rows for that claim. "
+              "What each study contributes and where each claim comes from (figure, table or section): "
+              "docs/studies.md in the pgdbench repository.", ""]
     if figures:
         lines += ["## Figures", ""]
         for name, path in figures:
@@ -137,7 +142,7 @@ def study_tables(data) -> list[str]:
 
     lines = []
     if data.replicas:
-        lines += ["## Replicas, weights averaged or summed (seed 003, `pgdbench averaging-study`)", "",
+        lines += ["## Replicas, weights averaged or summed (Ott, *Training Neural Networks in Parallel*)", "",
                   "Means over the seeds that finished; one replica is plain minibatch GD, the baseline of both rules.",
                   "", "| study | rule | replicas | examples/replica | val acc | test acc | s/epoch | vs 1 replica | "
                   "seeds | note |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -163,7 +168,8 @@ def study_tables(data) -> list[str]:
                          f"| {pct(r.get('test_accuracy'))} |")
         lines.append("")
     if data.dbn:
-        lines += ["## Deep Belief Network over MPI ranks (seed 004, `pgdbench dbn`)", "",
+        lines += ["## Deep Belief Network over MPI ranks (De Filippo De Grazia et al., *Parallelization of Deep "
+                  "Networks*, `pgdbench dbn`)", "",
                   "Means over the runs (seeds) of each rank count; RBM time is all layers' pre-training on rank 0.",
                   "", "| setup | ranks | runs | RBM s | epochs per layer | speedup | test error | oversubscribed |",
                   "|---|---|---|---|---|---|---|---|"]

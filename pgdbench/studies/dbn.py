@@ -1,6 +1,8 @@
-"""Seed 004: a Deep Belief Network pre-trained layer by layer with CD-1, data-parallel over MPI ranks.
+"""De Filippo De Grazia et al., *Parallelization of Deep Networks*: a Deep Belief Network pre-trained layer by
+layer with CD-1, data-parallel over MPI ranks.
 
-The algorithm is the one of seed 004's Table 1, for every hidden layer in turn:
+The algorithm is the one of De Filippo De Grazia et al.'s (*Parallelization of Deep Networks*) Table 1, for every
+hidden layer in turn:
 
 1*. the master (rank 0) initialises the RBM's weights and splits the training
     data at random into k non-overlapping shards of similar size;
@@ -19,15 +21,15 @@ Only the first layer's data and one weight vector per epoch cross the network.
 With one rank the scheme is ordinary sequential CD-1 training.
 
 The CD-1 variant (that of Hinton & Salakhutdinov's rbm.m, without momentum and
-weight decay, which seed 004 does not mention):
+weight decay, which De Filippo De Grazia et al., *Parallelization of Deep Networks* does not mention):
 
 * positive phase  h⁺ = σ(v⁺W + c), probabilities;
 * binary hidden states s = [u < h⁺] with u ~ U(0, 1) (the stochastic step);
 * negative visible v⁻ = σ(sWᵀ + b), probabilities (not sampled);
 * negative hidden  h⁻ = σ(v⁻W + c), probabilities;
 * ΔW = (ε/B)(v⁺ᵀh⁺ − v⁻ᵀh⁻), Δb = (ε/B)Σ(v⁺ − v⁻), Δc = (ε/B)Σ(h⁺ − h⁻),
-  i.e. seed 004's Δw_ij = ε(v_i⁺h_j⁺ − v_i⁻h_j⁻) averaged over the minibatch,
-  with the probabilities standing in for the states in the statistics;
+  i.e. the paper's Δw_ij = ε(v_i⁺h_j⁺ − v_i⁻h_j⁻) averaged
+  over the minibatch, with the probabilities standing in for the states in the statistics;
 * the reconstruction error of a minibatch is Σ(v⁺ − v⁻)²; the epoch's error
   RE is its sum over the epoch divided by (examples × visible units), the mean
   squared error per unit, so that one τ fits every layer. It is accumulated
@@ -53,7 +55,8 @@ from pgdbench.errors import DivergedError, UsageError
 
 
 def converged(errors: Sequence[float], tau: float, patience: int = 3) -> bool:
-    """Seed 004's stopping rule: the error failed to fall by more than ``tau`` for ``patience`` consecutive epochs.
+    """De Filippo De Grazia et al.'s (*Parallelization of Deep Networks*) stopping rule: the error failed to fall
+    by more than ``tau`` for ``patience`` consecutive epochs.
 
     ``errors`` is the history, one value per epoch; epoch i "fails" when
     errors[i-1] − errors[i] ≤ tau (a rise fails too).
@@ -64,7 +67,8 @@ def converged(errors: Sequence[float], tau: float, patience: int = 3) -> bool:
 
 
 class RBM:
-    """A binary RBM whose weights W (n_visible × n_hidden), visible biases b and hidden biases c share one flat buffer."""
+    """A binary RBM whose weights W (n_visible × n_hidden), visible biases b and hidden biases c share one flat
+    buffer."""
 
     def __init__(self, n_visible: int, n_hidden: int, dtype=np.float32):
         self.flat, (self.W, self.b, self.c) = flat_views([(n_visible, n_hidden), (n_visible,), (n_hidden,)], dtype)
@@ -320,7 +324,7 @@ def fine_tune(rbms, dataset, *, epochs: int = 50, batch_size: int = 125, lr: flo
     Sigmoid outputs and the MSE loss, like every other net of the suite. After
     every epoch the RMS error over all training patterns is computed; training
     stops when it fails to fall by more than ``tau_rms`` for three consecutive
-    epochs (seed 004's rule) or after ``epochs``.
+    epochs (De Filippo De Grazia et al.'s (*Parallelization of Deep Networks*) rule) or after ``epochs``.
     """
 
     spec, params = stack_parameters(rbms, dataset.n_classes, seed, dtype)
@@ -345,5 +349,5 @@ def fine_tune(rbms, dataset, *, epochs: int = 50, batch_size: int = 125, lr: flo
         val = 1 - accuracy(trainer.predict(dataset.X_val.astype(dtype)), dataset.y_val) if len(dataset.y_val) \
             else float("nan")
         test = 1 - accuracy(trainer.predict(dataset.X_test.astype(dtype)), dataset.y_test)
-        final = trainer.get_params()
+        final = trainer.get_weights()
     return FineTuneReport(len(rms), seconds, rms, stopped, val, test), spec, final

@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from pgdbench.harness.speedups import add_speedups_over_one
+
 
 def scaling_rows(runs: list[dict]) -> list[dict]:
     """One row per rank count: means over the repeats."""
@@ -25,15 +27,13 @@ def scaling_rows(runs: list[dict]) -> list[dict]:
             row["err"] = f"{row['test_error']:.2%}"
         row["over"] = "yes" if row["oversubscribed"] else ""
         rows.append(row)
-    if rows:
-        base = rows[0]["rbm_seconds"] if rows[0]["ranks"] == 1 else None
-        for row in rows:
-            row["speedup"] = base / row["rbm_seconds"] if base else None
-    return rows
+    return add_speedups_over_one(rows, "ranks", lambda row: (), key="speedup", efficiency="efficiency",
+                                 seconds="rbm_seconds")
 
 
 def power_law_exponent(ranks: Sequence[int], seconds: Sequence[float]) -> float:
-    """Slope p of log(seconds) = a + p·log(ranks), least squares (seed 004 reports p = −0.86)."""
+    """Slope p of log(seconds) = a + p·log(ranks), least squares (De Filippo De Grazia et al., *Parallelization of
+    Deep Networks* reports p = −0.86)."""
     if len(set(ranks)) < 2:
         return float("nan")
     return float(np.polyfit(np.log(np.asarray(ranks, float)), np.log(np.asarray(seconds, float)), 1)[0])

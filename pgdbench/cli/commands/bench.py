@@ -11,32 +11,50 @@ an interrupted run keeps everything measured before the interruption.
 A comma-separated option value (``-o example_workers=1,2``) measures every
 value; after the table, the fastest option set of each point is named (e.g.
 the best split of the ``hybrid`` backend).
+
+Two sweeps of the source papers' studies are grids too:
+
+* over MPI rank counts, ``--ranks 1,2,4`` (MPI backends; default backend
+  ``mpi``, one BLAS thread per rank): one ``mpiexec -n K`` job per K, spawned
+  here, and the speedup over one rank and the parallel efficiency
+  (``pgdbench/cli/commands/bench_ranks.py``);
+* over replicas, ``--backend averaging --threads 1,2,4 -o combine=average,sum``
+  (one replica per thread): ``pgdbench report`` summarises accuracy and
+  speedup against replicas for each rule (Ott, *Training Neural Networks in
+  Parallel*).
+
+``--net`` takes a preset or explicit widths (``--net 784,128,10``).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
+from pgdbench.cli.commands import bench_ranks
 from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, grid_progress, int_list, load_data,
                                           parse_options, positive_float, positive_int, record_config, tqdm_progress)
 from pgdbench.core import registry
 from pgdbench.core.protocol import check_threads
-from pgdbench.harness.grid import (BATCH_SIZES, NETS, add_speedups, best_options, default_threads, expand, measure,
-                                   option_grid,
+from pgdbench.harness.grid import (BATCH_SIZES, NETS, best_options, default_threads, expand, measure, option_grid,
                                    options_text)
 from pgdbench.harness.machine import machine_info
+from pgdbench.harness.speedups import add_speedups
 from pgdbench.harness.results import ResultsWriter
 from pgdbench.reporting.tables import table
 
-HELP = "time a grid of backends × nets × batch sizes × threads"
+HELP = "time a grid of backends × nets × batch sizes × threads (or × MPI ranks with --ranks)"
 
 
 def add_arguments(p):
     p.add_argument("--backend", action="append",
                    help="backend (repeatable; 'all' = every registered backend, unavailable ones recorded as such; "
                         "default: numpy)")
-    p.add_argument("--net", action="append", help=f"net preset (repeatable; default: {', '.join(NETS)})")
+    p.add_argument("--net", action="append",
+                   help=f"net preset or widths like 784,128,10 (repeatable; default: {', '.join(NETS)})")
     p.add_argument("--batch-size", type=int_list, help=f"comma-separated (default {','.join(map(str, BATCH_SIZES))})")
-    p.add_argument("--threads", type=int_list, help="comma-separated thread counts (default 1 and all CPUs)")
+    p.add_argument("--threads", type=int_list,
+                   help="comma-separated thread counts (default 1 and all CPUs; with --ranks: BLAS threads per rank, "
+                        "default 1)")
     p.add_argument("--dtype", action="append", choices=["float32", "float64"])
     add_data_arguments(p, default="synthetic:50000")
     p.add_argument("--seed", type=int, default=0)
@@ -45,11 +63,22 @@ def add_arguments(p):
     p.add_argument("--max-examples", type=positive_int,
                    help="time only this many examples per epoch (epoch time reported as projected)")
     add_option_argument(p, "; KEY=V1,V2 sweeps the values and reports the fastest per point")
+    p.add_argument("--ranks", type=int_list, metavar="K1,K2,...",
+                   help="time MPI backends over these rank counts, one mpiexec -n K job each (default backend: mpi)")
+    p.add_argument("--hostfile", help="with --ranks: hostfile for multi-host jobs (mpiexec -f / --hostfile)")
+    p.add_argument("--timeout", type=positive_float, default=3600.0, help="with --ranks: seconds allowed per MPI job")
     p.add_argument("--results", default="results/bench.jsonl", help="results file to append to")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--worker", metavar="RECORDS.jsonl", help=argparse.SUPPRESS)  # inside a --ranks job
 
 
 def run(args):
+    args.net = args.net or list(NETS)
+    args.batch_size = args.batch_size or list(BATCH_SIZES)
+    if args.worker:
+        return bench_ranks.run_worker(args)
+    if args.ranks:
+        return bench_ranks.run(args)
     backends = args.backend or ["numpy"]
     if "all" in backends:
         backends = registry.names()
@@ -62,8 +91,8 @@ def run(args):
     dataset = load_data(args)
     configs = []
     for opts in option_grid(options):  # -o key=a,b sweeps the option's values
-        configs += [c for c in expand(backends, args.net or list(NETS), args.batch_size or list(BATCH_SIZES),
-                                      threads, args.dtype or ["float32"], opts) if c not in configs]
+        configs += [c for c in expand(backends, args.net, args.batch_size, threads, args.dtype or ["float32"], opts)
+                    if c not in configs]
     print(f"{len(configs)} configurations on {dataset.summary()}; appending to {args.results}", flush=True)
     records = []
     show = not args.quiet and sys.stderr.isatty()

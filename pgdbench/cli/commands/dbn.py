@@ -1,23 +1,23 @@
-"""Seed 004's experiment: a Deep Belief Network pre-trained with CD-1, data-parallel over MPI ranks.
+"""De Filippo De Grazia et al.'s (*Parallelization of Deep Networks*) experiment: a Deep Belief Network pre-trained
+with CD-1, data-parallel over MPI ranks.
 
-One run (`pgdbench dbn`, or `mpiexec -n K pgdbench dbn` for K ranks): the RBMs
-(hidden layers 500-500-2000 by default) are trained layer by layer, each layer
-data-parallel over the ranks as in seed 004's Table 1 (the master splits the
-data into K shards, every rank trains an epoch on its shard, the master
-averages the K updates, applies them and broadcasts the weights); then rank 0
-adds an output layer of 10 and fine-tunes the whole network by backpropagation
-(sigmoid + MSE, the numpy backend, one process), stopping on seed 004's
-RMS-error rule. It prints the reconstruction error and training time of every
-layer and the classification error; rank 0 appends the records to --results.
+One run (`pgdbench dbn`, or `mpiexec -n K pgdbench dbn` for K ranks): the RBMs (hidden layers 500-500-2000 by
+default) are trained layer by layer, each layer data-parallel over the ranks as in De Filippo De Grazia et al.'s
+(*Parallelization of Deep Networks*) Table 1 (the master splits the data into K shards, every rank trains an epoch
+on its shard, the master averages the K updates, applies them and broadcasts the weights); then rank 0 adds an
+output layer of 10 and fine-tunes the whole network by backpropagation (sigmoid + MSE, the numpy backend, one
+process), stopping on De Filippo De Grazia et al.'s (*Parallelization of Deep Networks*) RMS-error rule. It prints
+the reconstruction error and training time of every layer and the classification error; rank 0 appends the records
+to --results.
 
 The scaling study (`pgdbench dbn --scaling 1,2,4`): one MPI job per rank count,
 spawned with the mpiexec beside this Python; prints total RBM time and
 classification error against ranks (runs with more ranks than CPUs labelled
 oversubscribed) and the fitted power-law exponent of time against ranks beside
-seed 004's −0.86.
+De Filippo De Grazia et al.'s (*Parallelization of Deep Networks*) −0.86.
 
 Examples:
-  pgdbench dbn --dataset mnist                                 # the seed's run, 1 rank, 50 epochs per layer
+  pgdbench dbn --dataset mnist                                 # the study's run, 1 rank, 50 epochs per layer
   mpiexec -n 2 pgdbench dbn --dataset mnist --stop convergence # 2 ranks, convergence rule
   pgdbench dbn --scaling 1,2 --hidden 64,64,128 --epochs 2 --examples 2000 --dataset mnist-sample   # CI size
 """
@@ -38,7 +38,8 @@ from pgdbench.reporting.tables import table
 from pgdbench.studies import dbn
 from pgdbench.studies.dbn_scaling import power_law_exponent, scaling_rows
 
-HELP = "seed 004: parallel Deep Belief Network (CD-1 RBMs over MPI ranks, fine-tuning, scaling study)"
+HELP = ("parallel Deep Belief Network: CD-1 RBMs over MPI ranks, fine-tuning, scaling study (De Filippo De Grazia "
+        "et al., Parallelization of Deep Networks)")
 
 
 def add_arguments(p):
@@ -66,7 +67,7 @@ def add_arguments(p):
     p.add_argument("--scaling", type=int_list, metavar="K1,K2,...",
                    help="scaling study: one MPI job per rank count, spawned with mpiexec")
     p.add_argument("--repeats", type=positive_int, default=1,
-                   help="scaling study: runs per rank count with seeds seed, seed+1, ... (seed 004 used 5)")
+                   help="scaling study: runs per rank count with seeds seed, seed+1, ... (the DBN study used 5)")
     p.add_argument("--hostfile", help="scaling study: hostfile for multi-host jobs (mpiexec -f / --hostfile)")
     p.add_argument("--timeout", type=positive_float, default=24 * 3600.0, help="scaling study: seconds per job")
     p.add_argument("--save", metavar="FILE.npz", help="save the fine-tuned (or pre-trained) network's parameters")
@@ -199,12 +200,13 @@ def run_scaling(args):
                                ("rbm_seconds", "RBM seconds"), ("layers", "seconds per layer"),
                                ("epochs", "epochs per layer"), ("speedup", "speedup"), ("err", "test error")]))
             print(f"power-law exponent of RBM time vs ranks: {fmt_exp(exponent)} (runs not oversubscribed), "
-                  f"{fmt_exp(exponent_all)} (all runs); seed 004: -0.86 on 1-40 cores")
+                  f"{fmt_exp(exponent_all)} (all runs); De Filippo De Grazia et al. (Parallelization of Deep "
+                  f"Networks): -0.86 on 1-40 cores")
         writer.write({"kind": "dbn_scaling", "ranks": [r["ranks"] for r in rows],
                       "rbm_seconds": [r["rbm_seconds"] for r in rows],
                       "test_error": [r.get("test_error") for r in rows],
                       "oversubscribed": [r["oversubscribed"] for r in rows],
-                      "exponent": exponent, "exponent_all": exponent_all, "seed004_exponent": -0.86})
+                      "exponent": exponent, "exponent_all": exponent_all, "paper_exponent": -0.86})
     return 0
 
 

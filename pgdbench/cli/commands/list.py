@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pgdbench.core import registry
+from pgdbench.core.protocol import declared_options
 from pgdbench.reporting.tables import table
 
 HELP = "list backends and whether they are available here"
@@ -28,6 +29,6 @@ def run(args):
     if args.verbose:
         for name, entry in registry.entries().items():
             if entry.cls is not None:
-                opts = ", ".join(f"{k}={v!r}" for k, v in entry.cls.options.items()) or "none"
+                opts = ", ".join(f"{k}={d.describe()}" for k, d in declared_options(entry.cls).items()) or "none"
                 print(f"\n{name}: {entry.cls.description}\n  options: {opts}")
     return 0

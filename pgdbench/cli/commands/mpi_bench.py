@@ -1,167 +1,28 @@
-"""Time MPI backends over rank counts: spawns `mpiexec -n K` itself for every K and collects the records.
+"""Deprecated alias of `pgdbench bench --ranks` (kept for one release), with its former defaults.
 
-For every rank count K in --ranks, one MPI job is launched with the mpiexec
-beside this Python (`mpiexec -n K python -m pgdbench.cli mpi-bench --worker ...`,
-plus `-f HOSTFILE` for multi-host runs). Inside the job every rank trains
-every configuration (backend × net × batch size × BLAS threads per rank ×
-dtype) exactly as `pgdbench bench` does (untimed warm-up of two batches, median
-time per epoch), and rank 0 hands the records back. The parent prints a table
-with the speedup over the 1-rank run of the same configuration and the
-parallel efficiency speedup/K, and appends every record (with `ranks` and
-`oversubscribed`) to --results. A job that fails is recorded as such and the
-other rank counts still run.
+`pgdbench mpi-bench ARGS` is `pgdbench bench --ranks 1,2 --backend mpi --net net2h --batch-size 512,1024
+--threads 1 --epochs 2 --results results/mpi-bench.jsonl ARGS`: one `mpiexec -n K` job per rank count K,
+speedup over one rank and parallel efficiency. Use `pgdbench bench --ranks` instead.
 
-Example (the issue's efficiency target, Net-2h at batch 512 and 1024):
-  pgdbench mpi-bench --ranks 1,2 --net net2h --batch-size 512,1024 --epochs 2
+Example (the project's efficiency target, Net-2h at batch 512 and 1024):
+  pgdbench bench --ranks 1,2 --net net2h --batch-size 512,1024 --epochs 2
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, int_list, load_data, parse_options,
-                                          positive_float, positive_int, record_config)
-from pgdbench.core import mpi, registry
-from pgdbench.core.protocol import usable_cpus
-from pgdbench.errors import UsageError
-from pgdbench.harness import mpi_jobs
-from pgdbench.harness.grid import expand, measure
-from pgdbench.harness.machine import machine_info
-from pgdbench.harness.results import ResultsWriter, append_record
-from pgdbench.reporting.tables import table
-from pgdbench.studies.mpi_scaling import add_rank_speedups
+from pgdbench.cli.commands import bench
 
-HELP = "time MPI backends over rank counts (spawns mpiexec -n K for each K)"
+HELP = "deprecated alias of bench --ranks (MPI backends over rank counts); goes in the next release"
 
 
 def add_arguments(p):
-    p.add_argument("--ranks", type=int_list, default=[1, 2], help="comma-separated rank counts (default 1,2)")
-    p.add_argument("--backend", action="append", help="MPI backend (repeatable; default: mpi)")
-    p.add_argument("--net", action="append", help="net preset (repeatable; default: net2h)")
-    p.add_argument("--batch-size", type=int_list, default=[512, 1024], help="comma-separated (default 512,1024)")
-    p.add_argument("--threads", type=positive_int, default=1, help="BLAS threads per rank (default 1)")
-    p.add_argument("--dtype", action="append", choices=["float32", "float64"])
-    add_data_arguments(p, default="synthetic:50000")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=positive_int, default=2, help="timed epochs per configuration (median reported)")
-    p.add_argument("--lr", type=positive_float, default=0.1)
-    p.add_argument("--max-examples", type=positive_int,
-                   help="time only this many examples per epoch (epoch time reported as projected)")
-    add_option_argument(p)
-    p.add_argument("--hostfile", help="hostfile for multi-host jobs (passed to mpiexec as -f / --hostfile)")
-    p.add_argument("--timeout", type=positive_float, default=3600.0, help="seconds allowed per MPI job")
-    p.add_argument("--results", default="results/mpi-bench.jsonl", help="results file to append to")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--worker", metavar="RECORDS.jsonl", help=argparse.SUPPRESS)
-
-
-def grid(args) -> list:
-    return expand(args.backend or ["mpi"], args.net or ["net2h"], args.batch_size, [args.threads],
-                  args.dtype or ["float32"], parse_options(args.option), with_serial=False)
+    bench.add_arguments(p)
+    p.set_defaults(ranks=[1, 2], batch_size=[512, 1024], threads=[1], epochs=2, results="results/mpi-bench.jsonl")
 
 
 def run(args):
-    return run_worker(args) if args.worker else run_parent(args)
-
-
-def run_worker(args):
-    """Inside the MPI job: every rank measures, rank 0 writes the records for the parent."""
-
-    ranks = mpi.launched_size()
-    dataset = load_data(args)
-    for config in grid(args):
-        rec = measure(config, dataset, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
-                      max_examples=args.max_examples)
-        if rec["status"] == "error" and ranks > 1:  # the other ranks may be waiting in a collective
-            mpi.abort(1, f"{config.label()}: {rec['reason']}")
-        meta = rec.get("backend_metadata") or {}
-        rec.update(ranks=ranks, oversubscribed=meta.get("oversubscribed", ranks * args.threads > usable_cpus()))
-        if mpi.is_root():
-            append_record(args.worker, rec)
-    return 0
-
-
-def worker_argv(args, ranks_file: str) -> list[str]:
-    argv = ["mpi-bench", "--worker", ranks_file, "--batch-size", ",".join(map(str, args.batch_size)),
-            "--threads", str(args.threads), "--dataset", args.dataset, "--seed", str(args.seed),
-            "--epochs", str(args.epochs), "--lr", repr(args.lr), "--quiet"]
-    for b in args.backend or []:
-        argv += ["--backend", b]
-    for n in args.net or []:
-        argv += ["--net", n]
-    for d in args.dtype or []:
-        argv += ["--dtype", d]
-    for o in args.option:
-        argv += ["--option", o]
-    if args.data_dir:
-        argv += ["--data-dir", args.data_dir]
-    if args.max_examples:
-        argv += ["--max-examples", str(args.max_examples)]
-    return argv
-
-
-def run_parent(args):
-    configs = grid(args)
-    for c in configs:
-        cls = registry.get_available(c.backend)
-        if cls.device != "cluster":
-            raise UsageError(f"backend {c.backend!r} is not an MPI backend; mpi-bench times mpi, mpi-averaging, ...")
-    launcher = mpi_jobs.mpiexec()
-    print(f"{len(configs)} configurations × ranks {','.join(map(str, args.ranks))} with {launcher}; "
-          f"appending to {args.results}", flush=True)
-    records = []
-    try:
-        with ResultsWriter(args.results, "mpi-bench", machine_info(),
-                           record_config(args, "worker")) as writer:
-            for k in sorted(set(args.ranks)):  # 1 rank first: it is the baseline of the efficiencies
-                got, failure = run_job(args, k)
-                add_rank_speedups(records + got)  # fills speedup_vs_1rank / parallel_efficiency before writing
-                for rec in got:
-                    writer.write(rec)
-                    records.append(rec)
-                    print(f"[ranks={k}] {describe(rec)}", flush=True)
-                if failure:
-                    writer.write({"kind": "bench", "status": "error", "ranks": k, "reason": failure})
-                    print(f"[ranks={k}] MPI job failed: {failure}", file=sys.stderr, flush=True)
-    finally:  # an interrupted run still shows what it measured
-        if records:
-            print(table(table_rows(records), COLUMNS))
-            if any(r.get("oversubscribed") for r in records):
-                print("oversubscribed: more ranks × threads than CPUs on a host; those times measure contention")
-    return 0
-
-
-def run_job(args, ranks: int) -> tuple[list[dict], str]:
-    """One MPI job of ``ranks`` ranks: the records it measured, and why it failed ('' if it did not)."""
-
-    got, failure = mpi_jobs.run_job(ranks, lambda out: worker_argv(args, out), hostfile=args.hostfile,
-                               timeout=args.timeout, echo=not args.quiet)
-    for rec in got:
-        rec["ranks"] = ranks
-    return got, failure
-
-
-def describe(rec: dict) -> str:
-    label = f"{rec.get('backend')}[{rec.get('net')},B={rec.get('batch_size')},T={rec.get('threads')},{rec.get('dtype')}]"
-    if rec.get("status") != "ok":
-        return f"{label}: {rec.get('status')}: {rec.get('reason')}"
-    return f"{label}: {rec['seconds_per_epoch']:.3f} s/epoch, {rec['gflops']:.1f} GFLOP/s"
-
-
-def table_rows(records: list[dict]) -> list[dict]:
-    """The successful records (speedups already added) with the table's formatted cells."""
-    rows = []
-    for r in records:
-        if r.get("status") != "ok":
-            continue
-        eff = r.get("parallel_efficiency")
-        rows.append({**r, "tpe": f"{r['seconds_per_epoch']:.3f}{'*' if r.get('projected') else ''}",
-                     "eff": f"{eff:.0%}" if eff is not None else "-",
-                     "over": "yes" if r.get("oversubscribed") else "",
-                     "acc": f"{r['test_accuracy']:.1%}" if r.get("test_accuracy") is not None else "-"})
-    return rows
-
-
-COLUMNS = [("backend", "backend"), ("net", "net"), ("batch_size", "batch"), ("ranks", "ranks"),
-           ("threads", "threads/rank"), ("dtype", "dtype"), ("tpe", "s/epoch"), ("gflops", "GFLOP/s"),
-           ("speedup_vs_1rank", "vs 1 rank"), ("eff", "efficiency"), ("over", "oversubscribed"), ("acc", "test acc")]
+    print("pgdbench mpi-bench is deprecated and goes in the next release: use pgdbench bench --ranks",
+          file=sys.stderr)
+    args.net = args.net or ["net2h"]
+    return bench.run(args)

@@ -7,10 +7,12 @@ holding them: .asv/results, .benchmarks). Writes, for each net: time per epoch
 and GFLOP/s bars against batch size (the paper's Figs 5-8), speedup over the
 serial counterpart against batch size (Figs 9-10) and the fraction of the
 machine's GEMM peak; thread scaling (speedup and efficiency against threads);
-time-to-accuracy curves; seed 003's accuracy and speedup against replicas
-(averaging vs summing); seed 004's RBM time and classification error against
-MPI ranks; MPI parallel efficiency against batch size; and the claims table
-(claim, paper's value, ours, holds?). Incomplete runs (killed before their
+time-to-accuracy curves; accuracy and speedup against replicas, averaging vs
+summing (Ott, *Training Neural Networks in Parallel*); RBM time and
+classification error against MPI ranks (De Filippo De Grazia et al.,
+*Parallelization of Deep Networks*); MPI parallel efficiency against batch
+size; and the claims table (claim, paper's value, ours, holds?), whose sources
+docs/studies.md describes. Incomplete runs (killed before their
 run_end) and torn lines are flagged in the summary.
 
 Example: pgdbench bench --results results/paper.jsonl && pgdbench report results/paper.jsonl --out report/

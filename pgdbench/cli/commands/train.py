@@ -8,9 +8,8 @@ import sys
 
 from pgdbench.cli.commands.common import (add_data_arguments, add_model_arguments, add_option_argument, positive_float,
                                           positive_int, prepare_run, record_config, tqdm_progress)
-from pgdbench.core.model import DTYPES
 from pgdbench.core.mpi import is_root
-from pgdbench.core.training import fit
+from pgdbench.core.training import Settings, fit
 from pgdbench.harness.results import optional_writer
 
 HELP = "train one backend, printing time per epoch, GFLOP/s and accuracy"
@@ -46,9 +45,10 @@ def run(args):
                   f"time/epoch {rec.seconds:8.3f} s{label}  {rec.gflops:7.1f} GFLOP/s", flush=True)
             writer.write({"kind": "epoch", "backend": cls.name, "net": spec.name, **rec.__dict__})
 
-        result = fit(cls, spec, dataset, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                     threads=args.threads, dtype=DTYPES[args.dtype], seed=args.seed, shuffle=not args.no_shuffle,
-                     options=options, max_examples=args.max_examples, on_epoch=on_epoch,
+        settings = Settings(args.batch_size, args.lr, args.threads, args.dtype, args.seed, not args.no_shuffle,
+                            options)
+        result = fit(cls, spec, dataset, settings, epochs=args.epochs, max_examples=args.max_examples,
+                     on_epoch=on_epoch,
                      progress_factory=tqdm_progress(not args.quiet and sys.stderr.isatty(), cls.name))
         writer.write({"kind": "train", "backend": cls.name, "net": spec.name,
                       "test_accuracy": result.test_accuracy, "transfer_seconds": result.transfer_seconds})

@@ -22,8 +22,8 @@ import sys
 from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, parse_options, positive_float,
                                           positive_int, record_config, tqdm_progress)
 from pgdbench.core import registry
-from pgdbench.core.model import DTYPES, resolve_net
-from pgdbench.core.training import fit
+from pgdbench.core.model import resolve_net
+from pgdbench.core.training import Settings, fit
 from pgdbench.data import load_dataset
 from pgdbench.errors import DivergedError, PgdbenchError, UsageError
 from pgdbench.harness.machine import machine_info
@@ -127,9 +127,9 @@ def time_to_accuracy(cls, spec, dataset, args, seed: int, options: dict) -> dict
         return getattr(e, key) >= args.target or (args.max_seconds is not None and e.cumulative_seconds >= args.max_seconds)
 
     try:
-        result = fit(cls, spec, dataset, epochs=args.max_epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                     threads=args.threads, dtype=DTYPES[args.dtype], seed=seed, options=options, warmup_batches=0,
-                     on_epoch=on_epoch, stop_when=stop_when, test_every_epoch=True,
+        settings = Settings(args.batch_size, args.lr, args.threads, args.dtype, seed, options=options)
+        result = fit(cls, spec, dataset, settings, epochs=args.max_epochs, on_epoch=on_epoch, stop_when=stop_when,
+                     test_every_epoch=True,
                      progress_factory=tqdm_progress(not args.quiet and sys.stderr.isatty(), f"{cls.name} s{seed}"))
     except DivergedError as exc:
         return {**record, "status": "diverged", "reason": str(exc), "seconds_to_target": None,

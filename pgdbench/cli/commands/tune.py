@@ -1,4 +1,5 @@
-"""Seed 000's learning-rate search: train at each rate of a grid and pick the best validation accuracy.
+"""Kamra et al.'s (*Parallel Gradient Descent*) learning-rate search: train at each rate of a grid and pick the
+best validation accuracy.
 
 Default grid: 0.001, 0.002, 0.01, 0.1, 0.5, 1.0 (the paper's). A rate at which
 the loss diverges is reported as such and never chosen.
@@ -7,8 +8,7 @@ from __future__ import annotations
 
 from pgdbench.cli.commands.common import (add_data_arguments, add_model_arguments, add_option_argument, float_list,
                                           positive_int, prepare_run, record_config)
-from pgdbench.core.model import DTYPES
-from pgdbench.core.training import fit
+from pgdbench.core.training import Settings, fit
 from pgdbench.errors import DivergedError
 from pgdbench.harness.results import optional_writer
 from pgdbench.reporting.tables import table
@@ -36,9 +36,9 @@ def run(args):
     with optional_writer(args.results, "tune", record_config(args)) as writer:  # rank 0 only, under mpiexec
         for lr in args.grid:
             try:
-                result = fit(cls, spec, dataset, epochs=args.epochs, batch_size=args.batch_size, learning_rate=lr,
-                             threads=args.threads, dtype=DTYPES[args.dtype], seed=args.seed,
-                             shuffle=not args.no_shuffle, options=options)
+                settings = Settings(args.batch_size, lr, args.threads, args.dtype, args.seed, not args.no_shuffle,
+                                    options)
+                result = fit(cls, spec, dataset, settings, epochs=args.epochs)
                 row = {"lr": lr, "val_accuracy": result.epochs[-1].val_accuracy,
                        "val_loss": result.epochs[-1].val_loss, "status": "ok"}
             except DivergedError:
