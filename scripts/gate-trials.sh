@@ -7,6 +7,10 @@
 #
 #   scripts/gate-trials.sh [N] [OUT] [-- extra pgdbench gate options]     (from the repository root)
 #
+# With ASV_RUNS=K (default 0) it then runs asv's own comparison as docs/benchmarks.md gives it,
+# `asv continuous --factor 1.05 -b time_step BASE CANDIDATE`, K times on the comment-only commit and once on
+# the slower one (asv must be installed beside $PYTHON; `asv machine --yes` run once).
+#
 # The gate that runs is the clone's own code (the checkout's HEAD), with the interpreter $PYTHON (default:
 # python3 on PATH: activate the environment pgdbench is installed in). Default N=20, OUT=results/gate-trials.
 # Takes about 2 × N × 5 minutes. The slowdown's size is set by
@@ -114,3 +118,19 @@ for kind, want in (("slower", "1"), ("comment", "0")):
         print(f"          numpy 1-thread ratios measured: median {ratios[len(ratios) // 2]:.3f}, "
               f"range {ratios[0]:.3f}–{ratios[-1]:.3f}")
 PY
+
+ASV_RUNS=${ASV_RUNS:-0}
+if [ "$ASV_RUNS" -gt 0 ]; then
+  ASV="$(dirname "$PY")/asv"
+  [ -x "$ASV" ] || ASV=asv
+  for i in $(seq 0 "$ASV_RUNS"); do
+    [ "$i" = 0 ] && { kind=slower; REV=$SLOWER; } || { kind=comment; REV=$COMMENT; }
+    start=$(date +%s)
+    set +e
+    "$ASV" continuous --factor 1.05 -b time_step "$BASE" "$REV" > "$OUT/asv-$kind-$i.txt" 2>&1
+    code=$?
+    set -e
+    flagged=$(grep -c "^+ " "$OUT/asv-$kind-$i.txt" || true)
+    echo "asv $kind $i exit=$code flagged=$flagged seconds=$(( $(date +%s) - start ))" | tee -a "$OUT/asv-runs.txt"
+  done
+fi

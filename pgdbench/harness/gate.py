@@ -63,11 +63,11 @@ class GateSettings:
     threshold: float = 0.05          # a regression is a ratio above 1 + threshold
     confidence: float = 0.95
     budget: float = 270.0            # seconds for the whole gate (the round in flight finishes)
-    pairs: int = 5                   # pairs of timings per point per round
+    pairs: int = 4                   # pairs of timings per point per round
     min_rounds: int = MIN_ROUNDS
     max_rounds: int = 40
     report_rounds: int = 2           # rounds of the points that are only reported (threads the machine lacks)
-    sample_seconds: float = 0.05     # one timing lasts about this long
+    sample_seconds: float = 0.03     # one timing lasts about this long
     clock: str = "auto"              # auto | wall | cpu: which timings decide (see choose_clock)
     seed: Optional[int] = None       # of the random orders (None: fresh each run)
     python: str = sys.executable

@@ -9,7 +9,7 @@ with the axes of a grid::
     nets = ["net1h"]              # presets (net1h, net2h) or widths such as "784-32-10"
     batch_sizes = [32, 512]
     threads = [1, "all"]          # "all": every CPU this process may use
-    sample_seconds = 0.05         # one timing covers whole batches lasting about this long
+    sample_seconds = 0.03         # one timing covers whole batches lasting about this long
 
     [gate.backend.python]         # per-backend replacements of any axis
     nets = ["784-32-10"]
@@ -39,7 +39,7 @@ class PointSet:
     batch_sizes: tuple = (32, 512)
     threads: tuple = (1, "all")
     dtype: str = "float32"
-    sample_seconds: float = 0.05
+    sample_seconds: float = 0.03
     per_backend: dict = field(default_factory=dict)   # backend -> {axis: values}
 
     def restricted(self, backends=None, nets=None, batch_sizes=None, threads=None) -> "PointSet":
@@ -96,7 +96,7 @@ def load_point_set(path: Optional[Path] = None, table: str = "gate") -> PointSet
         raise UsageError(f"{where}: backends must be \"available\" or a list of names, got {backends!r}")
     point_set = PointSet(backends=backends if isinstance(backends, str) else tuple(backends),
                          **{k: tuple(data[k]) for k in AXES[1:] if k in data},
-                         dtype=data.get("dtype", "float32"), sample_seconds=float(data.get("sample_seconds", 0.05)),
+                         dtype=data.get("dtype", "float32"), sample_seconds=float(data.get("sample_seconds", 0.03)),
                          per_backend=per_backend)
     check_point_set(point_set, f"[{table}] in {path}")
     return point_set

@@ -290,7 +290,7 @@ def calibrate(point: Point, target_seconds: float, tree: Optional[str] = None,
     finally:
         one.close()
     best = min(wall for wall, _ in timings)
-    cpu = sorted(c for _, c in timings)[len(timings) // 2]
+    cpu = min(c for _, c in timings)   # the least disturbed of each: a wait inflates the wall time, not the CPU time
     batches = max(1, min(max_batches, math.ceil(target_seconds / max(best, 1e-9))))
     return batches * point.batch_size, best, cpu, one.projected
 

@@ -46,7 +46,7 @@ def add_arguments(p):
     p.add_argument("--net", action="append", help="only these nets (repeatable; presets or widths like 784-32-10)")
     p.add_argument("--batch-size", type=int_list, help="only these batch sizes (comma-separated)")
     p.add_argument("--threads", type=int_list, help="only these thread counts (comma-separated)")
-    p.add_argument("--pairs", type=positive_int, default=5, help="pairs of timings per point per round (default 5)")
+    p.add_argument("--pairs", type=positive_int, default=4, help="pairs of timings per point per round (default 4)")
     p.add_argument("--min-rounds", type=positive_int, default=6,
                    help="rounds before any point is decided (default 6, the fewest that give a 95%% interval)")
     p.add_argument("--max-rounds", type=positive_int, default=40, help="stop after this many rounds (default 40)")
