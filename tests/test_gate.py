@@ -164,8 +164,7 @@ def _summary(repo):
     return [r for r in lines if r.get("kind") == "gate_summary"][-1]
 
 
-@pytest.mark.slow
-def test_gate_fails_a_backend_made_twice_as_slow(clone):
+def _commit_twice_as_slow_numpy(clone):
     module = clone / "implementations" / "numpy_blas.py"
     module.write_text(module.read_text() + textwrap.dedent("""
 
@@ -181,6 +180,11 @@ def test_gate_fails_a_backend_made_twice_as_slow(clone):
     subprocess.run(["git", "commit", "--quiet", "-am", "numpy twice as slow"], cwd=clone, check=True,
                    env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
                         "GIT_COMMITTER_EMAIL": "t@t"})
+
+
+@pytest.mark.slow
+def test_gate_fails_a_backend_made_twice_as_slow(clone):
+    _commit_twice_as_slow_numpy(clone)
     out = _gate(clone, "HEAD~1", "HEAD")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "REGRESSION" in out.stdout and "FAIL" in out.stdout
@@ -189,6 +193,18 @@ def test_gate_fails_a_backend_made_twice_as_slow(clone):
     point = [json.loads(line) for line in (clone / "gate.jsonl").read_text().splitlines()
              if '"gate_point"' in line][-1]
     assert 1.6 < point["ratio"] < 2.5 and point["ratio_low"] > 1.05 and point["clock"] == "cpu"
+
+
+@pytest.mark.slow
+def test_pytest_benchmarks_gate_against_fails_the_slowed_point(clone):
+    _commit_twice_as_slow_numpy(clone)
+    out = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-p", "no:cacheprovider", "-q",
+                          "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), "--backend", "numpy",
+                          "--threads", "1", "--batch-size", "32", "--gate-against", "HEAD~1", "--gate-budget", "60",
+                          "--benchmark-disable"], cwd=clone, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "numpy net1h B=32 T=1: HEAD is slower than HEAD~1" in out.stdout and "REGRESSION" in out.stdout
 
 
 @pytest.mark.slow
