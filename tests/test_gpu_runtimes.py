@@ -1,0 +1,225 @@
+"""The CUDA device API of the pycuda backend (pycuda_tiled.CudaDevice) against a fake driver.
+
+PyCUDA cannot be installed on a machine without the CUDA driver, so these
+tests drive the real device-API code and the real runner (tiled_runner) over
+a *fake* ``pycuda.driver`` that records what is called and which context is
+current at the time. They check the discipline that code promises -- one
+retained primary context per device shared by all trainers, pushed and popped
+around every call, popped on exceptions too, released by the last user -- and
+nothing about PyCUDA itself: ``test_kit_on_gpu`` (test_gpu_kernels.py) runs
+the real library on a GPU.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from implementations.pycuda_tiled import CudaDevice, PrimaryContexts
+from implementations.tiled_runner import TiledTrainer
+from pgdbench.errors import UsageError
+from pgdbench.model import NetSpec, epoch_order, glorot_uniform
+
+SPEC = NetSpec((12, 9, 10))
+
+
+# -- a fake pycuda.driver ------------------------------------------------------------------------
+
+class FakeDriver:
+    """Just enough of pycuda.driver: a context stack, primary contexts, memory, modules, events."""
+
+    def __init__(self):
+        self.stack = []          # the thread's context stack, top last
+        self.retains = 0
+        self.detaches = 0
+        self.calls = []          # (what, context on top of the stack)
+        self.fail_launch = False
+        driver = self
+
+        class Ctx:
+            def __init__(self, name):
+                self.name = name
+
+            def push(self):
+                driver.stack.append(self)
+
+            def detach(self):
+                driver.detaches += 1
+
+        self.Ctx = Ctx
+
+        class Device:
+            @staticmethod
+            def count():
+                return 1
+
+            def __init__(self, index):
+                self.index = index
+
+            def name(self):
+                return "Fake GPU"
+
+            def get_attribute(self, attr):
+                return 132
+
+            def retain_primary_context(self):
+                driver.retains += 1
+                return driver.primary
+
+        self.Device = Device
+        self.primary = Ctx("primary")
+
+        class Context:
+            @staticmethod
+            def pop():
+                driver.stack.pop()
+
+            @staticmethod
+            def synchronize():
+                driver.record("synchronize")
+
+        self.Context = Context
+
+        class device_attribute:
+            MULTIPROCESSOR_COUNT = "multiprocessor count"
+
+        self.device_attribute = device_attribute
+
+        class Event:
+            def record(self):
+                driver.record("event")
+
+            def synchronize(self):
+                pass
+
+            def time_since(self, other):
+                return 1.0
+
+        self.Event = Event
+
+    def record(self, what):
+        self.calls.append((what, self.stack[-1] if self.stack else None))
+
+    def init(self):
+        pass
+
+    def mem_alloc(self, nbytes):
+        self.record("alloc")
+        return bytearray(nbytes)
+
+    def memcpy_htod(self, buf, array):
+        self.record("htod")
+        buf[: array.nbytes] = array.tobytes()
+
+    def memcpy_dtoh(self, array, buf):
+        self.record("dtoh")
+        array.reshape(-1).view(np.uint8)[:] = np.frombuffer(bytes(buf[: array.nbytes]), np.uint8)
+
+
+def fake_source_module(driver, fail=False):
+    class Function:
+        def __init__(self, name):
+            self.name = name
+
+        def prepare(self, sig):
+            self.sig = sig
+
+        def prepared_call(self, grid, block, *args):
+            driver.record(f"launch {self.name}")
+            if driver.fail_launch:
+                raise RuntimeError("launch failed")
+
+    class SourceModule:
+        def __init__(self, source, no_extern_c=False):
+            driver.record("build")
+            assert no_extern_c
+            if fail:
+                raise RuntimeError("nvcc failed")
+
+        def get_function(self, name):
+            return Function(name)
+
+    return SourceModule
+
+
+class FakeCudaTrainer(TiledTrainer):
+    name = "fake-cuda"
+    api = "cuda"
+    options = {**TiledTrainer.options, "device": 0}
+    driver = None
+    contexts = None
+    fail_build = False
+
+    def open_device(self):
+        return CudaDevice(self.opts["device"], self.dtype, drv=self.driver,
+                          source_module=fake_source_module(self.driver, self.fail_build), contexts=self.contexts)
+
+
+@pytest.fixture
+def fake():
+    driver = FakeDriver()
+    contexts = PrimaryContexts()
+    cls = type("T", (FakeCudaTrainer,), {"driver": driver, "contexts": contexts})
+    foreign = driver.Ctx("the caller's (CuPy, torch)")
+    foreign.push()                      # whatever was current before: must be current again after each call
+    return driver, contexts, cls, foreign
+
+
+def train_a_little(t):
+    X = np.random.default_rng(0).random((40, SPEC.n_inputs))
+    Y = np.eye(SPEC.n_outputs)[np.arange(40) % SPEC.n_outputs]
+    t.load_data(X, Y)
+    t.train_epoch(epoch_order(40, 0, 0), 16, 0.1)
+
+
+def test_trainers_share_one_primary_context_pushed_around_every_call(fake):
+    driver, contexts, cls, foreign = fake
+    params = glorot_uniform(SPEC, 1)
+    a = cls(SPEC, params)
+    b = cls(SPEC, params)
+    assert driver.retains == 1 and contexts.users(0) == 2          # retained once, shared
+    for t in (a, b):
+        train_a_little(t)
+        assert driver.stack == [foreign]                            # as the caller left it
+        assert t.get_params().max_abs_diff(params) == 0             # the fake does not compute: θ unchanged
+        assert driver.stack == [foreign]
+    assert driver.calls and all(ctx is driver.primary for _, ctx in driver.calls), \
+        [c for c in driver.calls if c[1] is not driver.primary]
+    assert any(what.startswith("launch") for what, _ in driver.calls)
+    a.close()
+    assert driver.detaches == 0 and contexts.users(0) == 1         # b still uses it
+    b.close()
+    assert driver.detaches == 1 and contexts.users(0) == 0
+    assert driver.stack == [foreign]
+
+
+def test_an_exception_inside_a_call_still_pops(fake):
+    driver, contexts, cls, foreign = fake
+    t = cls(SPEC, glorot_uniform(SPEC, 1))
+    driver.fail_launch = True
+    with pytest.raises(RuntimeError, match="launch failed"):
+        train_a_little(t)
+    assert driver.stack == [foreign]
+    driver.fail_launch = False
+    t.close()
+    assert driver.detaches == 1 and driver.stack == [foreign]
+
+
+def test_a_failed_build_or_a_bad_option_gives_the_context_back(fake):
+    driver, contexts, cls, foreign = fake
+    with pytest.raises(UsageError, match="tile"):
+        cls(SPEC, glorot_uniform(SPEC, 1), options={"tile": "3x3"})   # raises after the device is open
+    assert contexts.users(0) == 0 and driver.detaches == 1 and driver.stack == [foreign]
+    failing = type("F", (cls,), {"fail_build": True})
+    t = failing(SPEC, glorot_uniform(SPEC, 1))
+    with pytest.raises(RuntimeError, match="nvcc failed"):           # programs are built at first launch
+        train_a_little(t)
+    assert driver.stack == [foreign]
+    t.close()
+    assert contexts.users(0) == 0 and driver.stack == [foreign]
+
+
+def test_a_device_that_does_not_exist(fake):
+    driver, contexts, cls, foreign = fake
+    with pytest.raises(UsageError, match="does not exist"):
+        cls(SPEC, glorot_uniform(SPEC, 1), options={"device": 3})
+    assert driver.retains == 0 and driver.stack == [foreign]
