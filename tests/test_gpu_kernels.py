@@ -3,6 +3,7 @@
 * nvcc compiles every program (each tile configuration and the narrow kernels, float32 and float64)
   for sm_80 and sm_90 with ``-Xptxas -v``: every kernel is there, none spills, none needs more than
   48 KB of static shared memory;
+* NVRTC (what ``cupy-tiled`` builds through CuPy's RawModule) compiles the same sources;
 * PoCL runs each product of a step through the runner's own launch code (``forward_layer``,
   ``backprop_layer``, ``update_layer`` of the opencl backend), against NumPy in float64, in every
   configuration, on awkward shapes: widths that are not multiples of 4 or of a tile (1, 10, 31, 33,
@@ -82,6 +83,31 @@ def test_every_configuration_fits_a_work_group():
         tiled_kernels.check_local_memory(dtype)          # 48 KB of static local memory
         for c in tile_configs(dtype):
             assert c.threads <= 1024 and c.tm in (4, 8) and c.tn in (4, 8)
+
+
+# -- NVRTC: what cupy-tiled compiles -----------------------------------------------------------------
+
+def nvrtc_compile(source: str, arch: str = "compute_90") -> bytes:
+    """PTX from NVRTC with the options CupyDevice gives RawModule, without a GPU (no device query)."""
+    compiler = pytest.importorskip("cupy.cuda.compiler", reason="cupy not installed (pip install '.[cupy]')")
+    from implementations.cupy_tiled import NVRTC_OPTIONS
+
+    try:
+        compiler._get_nvrtc_version()
+    except Exception as exc:   # the NVRTC library is found at run time
+        pytest.skip(f"NVRTC not loadable here ({type(exc).__name__}: {exc}); pip install nvidia-cuda-nvrtc")
+    prog = compiler._NVRTCProgram(source, "k.cu", (), (), method="ptx")
+    ptx, _ = prog.compile(NVRTC_OPTIONS + (f"-arch={arch}", "--device-as-default-execution-space"))
+    return ptx
+
+
+@pytest.mark.parametrize("dtype,group", PROGRAMS)
+def test_nvrtc_compiles_the_cupy_tiled_source(dtype, group):
+    ptx = nvrtc_compile(kernel_source("cuda", dtype, group))
+    text = ptx.decode() if isinstance(ptx, bytes) else ptx
+    for name in group_signatures(group):
+        assert f".entry {name}(" in text
+    assert (".f64" in text) == (dtype == "float64")
 
 
 # -- PoCL: each product of a step against NumPy -------------------------------------------------------
@@ -327,7 +353,7 @@ def test_opencl_unavailable_without_pyopencl(monkeypatch):
     assert not avail and "pyopencl not installed" in avail.reason
 
 
-# -- PyCUDA: availability here, the kit on a GPU -------------------------------------
+# -- PyCUDA and cupy-tiled: availability here, the kit on a GPU -------------------------------------
 
 def test_pycuda_availability_says_why():
     from implementations.pycuda_tiled import PyCudaTrainer
@@ -346,7 +372,15 @@ def test_pycuda_unavailable_without_pycuda(monkeypatch):
     assert not avail and avail.reason.startswith("pycuda not installed")
 
 
-@pytest.mark.parametrize("backend", ["pycuda"])
+def test_cupy_tiled_unavailable_without_cupy(monkeypatch):
+    from implementations.cupy_tiled import CupyTiledTrainer
+
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    avail = CupyTiledTrainer.availability()
+    assert not avail and "cupy not installed" in avail.reason
+
+
+@pytest.mark.parametrize("backend", ["pycuda", "cupy-tiled"])
 def test_kit_on_gpu(backend):
     from pgdbench import registry
     from pgdbench.testing import check_backend

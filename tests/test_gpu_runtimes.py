@@ -1,19 +1,21 @@
-"""The CUDA device API of the pycuda backend (pycuda_tiled.CudaDevice) against a fake driver.
+"""The CUDA device APIs of the tiled backends (pycuda_tiled.CudaDevice, cupy_tiled.CupyDevice) against fakes.
 
-PyCUDA cannot be installed on a machine without the CUDA driver, so these
-tests drive the real device-API code and the real runner (tiled_runner) over
-a *fake* ``pycuda.driver`` that records what is called and which context is
-current at the time. They check the discipline that code promises -- one
-retained primary context per device shared by all trainers, pushed and popped
-around every call, popped on exceptions too, released by the last user -- and
-nothing about PyCUDA itself: ``test_kit_on_gpu`` (test_gpu_kernels.py) runs
-the real library on a GPU.
+PyCUDA cannot be installed on a machine without the CUDA driver, and CuPy
+cannot launch anything there, so these tests drive the real device-API code
+and the real runner (tiled_runner) over *fake* ``pycuda.driver`` and ``cupy``
+objects that record what is called and which context is current at the time.
+They check the discipline that code promises -- PyCUDA: one retained primary
+context per device shared by all trainers, pushed and popped around every call,
+popped on exceptions too, released by the last user; CuPy: every scalar
+converted to the kernel's C type -- and nothing about PyCUDA or CuPy themselves:
+``test_kit_on_gpu`` (test_gpu_kernels.py) runs the real libraries on a GPU.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from implementations.cupy_tiled import CupyDevice
 from implementations.pycuda_tiled import CudaDevice, PrimaryContexts
 from implementations.tiled_runner import TiledTrainer
 from pgdbench.errors import UsageError
@@ -223,3 +225,104 @@ def test_a_device_that_does_not_exist(fake):
     with pytest.raises(UsageError, match="does not exist"):
         cls(SPEC, glorot_uniform(SPEC, 1), options={"device": 3})
     assert driver.retains == 0 and driver.stack == [foreign]
+
+
+# -- a fake cupy ---------------------------------------------------------------------------------
+
+class FakeArray(np.ndarray):
+    """A device buffer: a NumPy byte array with CuPy's set/get."""
+
+    def set(self, a):
+        self[...] = a
+
+    def get(self, out):
+        out[...] = self
+        return out
+
+
+class FakeCupy:
+    uint8 = np.uint8
+
+    def __init__(self):
+        self.launches = []
+        fake = self
+
+        class Null:
+            def __init__(self, *a, **k):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def synchronize(self):
+                pass
+
+            def record(self, stream=None):
+                pass
+
+        class Kernel:
+            def __init__(self, name):
+                self.name = name
+
+            def __call__(self, grid, block, args):
+                fake.launches.append((self.name, grid, block, args))
+
+        class RawModule:
+            def __init__(self, code, options):
+                assert "extern \"C\"" in code and options
+
+            def get_function(self, name):
+                return Kernel(name)
+
+        class runtime:
+            @staticmethod
+            def getDeviceCount():
+                return 1
+
+            @staticmethod
+            def getDeviceProperties(i):
+                return {"name": b"Fake GPU", "multiProcessorCount": 132}
+
+        class cuda:
+            Device = Stream = Event = Null
+            get_elapsed_time = staticmethod(lambda a, b: 1.0)
+
+        cuda.runtime = runtime
+        self.cuda = cuda
+        self.RawModule = RawModule
+
+    @staticmethod
+    def empty(n, dtype):
+        return np.zeros(n, dtype).view(FakeArray)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cupy_device_converts_every_scalar_to_the_kernels_type(dtype):
+    fake = FakeCupy()
+
+    class T(TiledTrainer):
+        name, api, options = "fake-cupy", "cuda", {**TiledTrainer.options, "device": 0}
+
+        def open_device(self):
+            return CupyDevice(self.opts["device"], self.dtype, cupy=fake)
+
+    params = glorot_uniform(SPEC, 1, dtype)
+    with T(SPEC, params, dtype=dtype, options={"split": "2"}) as t:
+        assert t.get_params().max_abs_diff(params) == 0             # upload / download round trip
+        train_a_little(t)
+        meta = t.metadata()
+    assert meta["compute_units"] == 132 and meta["device_name"] == "Fake GPU"
+    from implementations.tiled_kernels import NARROW_SIGNATURES, SIGNATURES
+
+    signatures = {**SIGNATURES, **NARROW_SIGNATURES}
+    assert fake.launches
+    for name, grid, block, args in fake.launches:
+        sig = signatures.get(name) or signatures[name.rsplit("_", 1)[0]]
+        assert len(grid) == 3 and len(block) == 3 and len(args) == len(sig)
+        for kind, a in zip(sig, args):
+            expected = {"P": FakeArray, "i": np.int32, "r": np.dtype(dtype).type}[kind]
+            assert type(a) is expected, (name, kind, type(a))
+    assert "apply_partials" in {name for name, *_ in fake.launches}
