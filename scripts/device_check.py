@@ -321,7 +321,7 @@ def main(argv=None) -> int:
     write(out, result)
     for ds, f in epoch_files.items():
         if f.exists():
-            run_report(py, [f], out / f"report-{ds}", f"Device check: {ds}", out, result)
+            run_report(py, [f, out / "device-check.json"], out / f"report-{ds}", f"Device check: {ds}", out, result)
     result["duration_seconds"] = round(time.time() - start, 1)
     result["targets"]["duration"].update(seconds=result["duration_seconds"],
                                          met=None if dry else result["duration_seconds"] < TARGET_SECONDS)

@@ -57,7 +57,8 @@ def test_dry_run_writes_everything_within_its_budget(tmp_path):
     records = [json.loads(line) for line in _member(out, "epochs-mnist-sample.jsonl").splitlines()]
     reasons = {r["backend"]: r.get("reason", "") for r in records if r.get("kind") == "bench"}
     assert {"cupy-tiled", "cupy", "pycuda", "opencl", "numpy", "torch"} <= set(reasons)
-    assert "## Claims" in _member(out, "report.md")
+    report = _member(out, "report.md")
+    assert "## Claims" in report and "GPU device check" in report and "CPU dry run" in report
 
 
 def _member(out: Path, name: str) -> str:
@@ -70,3 +71,23 @@ def test_device_check_rejects_unknown_arguments():
     run = subprocess.run(["bash", "scripts/device-check.sh", "--bogus"], cwd=ROOT, capture_output=True, text=True,
                          timeout=30)
     assert run.returncode == 2 and "unknown argument" in run.stderr
+
+
+def test_report_reads_the_device_check_json(tmp_path):
+    """pgdbench report shows the check's tables and fills the CUDA claim from it; a dry run's never counts."""
+    from pgdbench.claims import claim_gpu_speedup
+    from pgdbench.cli import main
+    from pgdbench.reporting import load
+
+    check = {"kind": "device-check", "dry_run": False, "summary_markdown": "# Device check\n\n| B | product |\n",
+             "targets": {"speedup_vs_serial": {"speedup": 40.0, "best": "cupy-tiled net2h B=4096 on mnist: 40.0x"}}}
+    path = tmp_path / "device-check.json"
+    path.write_text(json.dumps(check))
+    data = load([path])
+    assert not data.empty() and len(data.device_checks) == 1
+    assert claim_gpu_speedup(data.rows, data.device_checks) == ("device check: cupy-tiled net2h B=4096 on mnist: 40.0x",
+                                                                 "yes")
+    assert claim_gpu_speedup([], [{**check, "dry_run": True}]) == ("no GPU results", "not measured")
+    assert main(["report", str(path), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## GPU device check" in text and "## Device check" in text and "40.0x" in text

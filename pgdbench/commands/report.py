@@ -1,7 +1,9 @@
 """Turn results files into PNG figures and a Markdown summary (report.md) with the paper's claims checked.
 
 Reads any mix of `pgdbench bench`, `tta`, `averaging-study`, `mpi-bench` and
-`dbn` (single runs and `--scaling`) JSON lines, pytest-benchmark JSON
+`dbn` (single runs and `--scaling`) JSON lines, the device check's
+device-check.json (scripts/device-check.sh: its tables go in a section of
+their own), pytest-benchmark JSON
 (--benchmark-save/--benchmark-autosave files) and asv result files (or folders
 holding them: .asv/results, .benchmarks). Writes, for each net: time per epoch
 and GFLOP/s bars against batch size (the paper's Figs 5-8), speedup over the
@@ -145,6 +147,10 @@ def markdown(data, figures, title) -> str:
         lines.append(f"| {c['study']} | {c['claim']} | {c['paper']} | {c['test']} | {c['ours']} | **{c['holds']}** |")
     lines += ["", "The machine differs from the paper's (32 cores, Tesla K40C), so thread-count claims are "
               "compared as efficiencies; \"not measured\" means the results given hold no rows for that claim.", ""]
+    for check in data.device_checks:       # its own tables: per-product ratios to cuBLAS, whole-step ratios
+        lines += ["## GPU device check (scripts/device-check.sh)", ""]
+        lines += [("#" + line) if line.startswith("#") else line
+                  for line in check.get("summary_markdown", "").splitlines()] + [""]
     if figures:
         lines += ["## Figures", ""]
         for name, path in figures:
