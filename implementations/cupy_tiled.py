@@ -18,7 +18,6 @@ from contextlib import contextmanager
 import numpy as np
 
 from pgdbench.errors import BackendUnavailable, UsageError
-from pgdbench.protocol import AVAILABLE, module_missing, unavailable
 from implementations.tiled_runner import TiledTrainer
 
 #: NVRTC options: the sources are C++ that nvcc also compiles; nothing else is needed.
