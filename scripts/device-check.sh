@@ -97,5 +97,6 @@ if [ -n "${OUT:-}" ]; then
   cp "$WORK/device-check.json" "$WORK/summary.md" "$WORK/device-check.log" "$OUT/" 2>/dev/null
   tar czf "$OUT/device-check.tar.gz" -C "$(dirname "$WORK")" --exclude=pycuda-home device-check
   ls -la "$OUT"
+  rm -rf "$(dirname "$WORK")"      # the mktemp folder: everything is in $OUT now
 fi
 exit $RC
