@@ -58,5 +58,5 @@ class CupyTrainer(XpTrainer):
 
         props = cupy.cuda.runtime.getDeviceProperties(self.opts["device"])
         name = props["name"]
-        return {"device_name": name.decode() if isinstance(name, bytes) else str(name),
+        return {"device_name": name.decode() if isinstance(name, bytes) else str(name), "device_kind": "gpu",
                 "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion()}

@@ -10,12 +10,13 @@ first device of the first platform.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
 import numpy as np
 
-from implementations.tiled_runner import SIGNATURES, TiledTrainer
+from implementations.tiled_runner import TiledTrainer
 from pgdbench.core.protocol import AVAILABLE, module_missing, unavailable
 from pgdbench.errors import BackendUnavailable, UsageError
 
@@ -60,25 +61,32 @@ def _choose(spec: str):
 class OpenCLDevice:
     """The device API of tiled_runner for OpenCL: one in-order queue, blocking copies."""
 
-    def __init__(self, device, source: str, dtype):
+    def __init__(self, device, dtype):
         import pyopencl as cl
 
         self.cl = cl
         self.name = device.name.strip()
         self.kind = ("gpu" if device.type & cl.device_type.GPU else
                      "cpu" if device.type & cl.device_type.CPU else "accelerator")
+        self.compute_units = int(device.max_compute_units)
         if np.dtype(dtype) == np.float64 and not device.double_fp_config:
             raise UsageError(f"OpenCL device {self.name!r} has no float64 support; use --dtype float32")
+        self.real = np.dtype(dtype).type
         self.ctx = cl.Context([device])
         self.queue = cl.CommandQueue(self.ctx)
-        program = cl.Program(self.ctx, source).build()
-        real = np.dtype(dtype).type
-        kinds = {"P": None, "i": np.int32, "r": real}
         self.kernels = {}
-        for name, sig in SIGNATURES.items():
-            k = getattr(program, name)
+
+    def build(self, source: str, signatures: dict) -> None:
+        options = ["-DNO_UNROLL"] if self.kind == "cpu" else []     # see prelude_opencl.h
+        program = self.cl.Program(self.ctx, source).build(options=options)
+        kinds = {"P": None, "i": np.int32, "r": self.real}
+        for name, sig in signatures.items():
+            k = self.cl.Kernel(program, name)
             k.set_scalar_arg_dtypes([kinds[c] for c in sig])
             self.kernels[name] = k
+
+    def active(self):
+        return contextlib.nullcontext()
 
     def alloc(self, nbytes: int):
         return self.cl.Buffer(self.ctx, self.cl.mem_flags.READ_WRITE, max(int(nbytes), 1))
@@ -92,8 +100,9 @@ class OpenCLDevice:
             self.cl.enqueue_copy(self.queue, array, buf, is_blocking=True)
 
     def launch(self, name: str, groups: tuple, local: tuple, args: tuple) -> None:
-        global_size = (groups[0] * local[0], groups[1] * local[1])
-        self.kernels[name](self.queue, global_size, local, *args)
+        local3 = (local[0], local[1], 1)
+        global_size = tuple(g * l for g, l in zip(groups, local3))
+        self.kernels[name](self.queue, global_size, local3, *args)
 
     def finish(self) -> None:
         self.queue.finish()
@@ -114,12 +123,12 @@ class OpenCLDevice:
 class OpenCLTrainer(TiledTrainer):
     description = "tiled GEMM kernels (shared CUDA/OpenCL source) through PyOpenCL; any OpenCL device, PoCL on CPUs"
     api = "opencl"
-    options = {"tile": 32, "wpt": 4, "device": ""}
+    requires = ("pyopencl",)
+    options = {**TiledTrainer.options, "device": ""}     # "PLATFORM:DEVICE", or PYOPENCL_CTX, or the first
 
     @classmethod
     def availability(cls):
-        missing = module_missing("pyopencl")
-        if missing is not None:
+        if module_missing(*cls.requires) is not None:
             return unavailable("package pyopencl not installed (pip install '.[opencl]')")
         try:
             devices = _devices()
@@ -127,5 +136,5 @@ class OpenCLTrainer(TiledTrainer):
             return unavailable(f"no OpenCL device ({type(exc).__name__}: {exc})")
         return AVAILABLE if devices else unavailable("no OpenCL device")
 
-    def open_device(self, source):
-        return OpenCLDevice(_choose(self.opts["device"]), source, self.dtype)
+    def open_device(self):
+        return OpenCLDevice(_choose(self.opts["device"]), self.dtype)

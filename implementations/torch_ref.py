@@ -189,7 +189,8 @@ class TorchTrainer(Trainer):
 
     def metadata(self):
         t = self.torch
-        meta = {"torch": t.__version__, "device": str(self.device), "backward": "explicit matmuls (no autograd)"}
+        meta = {"torch": t.__version__, "device": str(self.device), "backward": "explicit matmuls (no autograd)",
+                "device_kind": "gpu" if self.device.type == "cuda" else "cpu"}   # what the run used (report)
         if self.device.type == "cuda":
             meta["gpu"] = t.cuda.get_device_name(self.device)
         else:

@@ -194,6 +194,17 @@ def test_nothing_in_the_project_uses_the_deprecated_module_paths():
     assert not bad, "; ".join(bad)
 
 
+def test_scripts_import_only_modules_that_exist_and_no_deprecated_path():
+    """scripts/ (tooling such as the device check) lies outside the package: it may use any layer, but only
+    modules that exist under their current names -- a moved module otherwise breaks it only on the GPU machine."""
+    bad = []
+    for path in sorted((ROOT / "scripts").glob("*.py")):
+        for target, node, _ in imports_of(path, f"scripts.{path.stem}"):
+            if target not in modules() or target in DEPRECATED:
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {target}")
+    assert not bad, "; ".join(bad)
+
+
 def test_importing_a_backend_module_loads_no_heavy_optional_package():
     heavy = ("torch", "numba", "cupy", "pyopencl", "pycuda", "mpi4py", "matplotlib")
     code = ("import sys, importlib; from pgdbench.core import registry; "

@@ -97,9 +97,14 @@ def claim_multicore_speedup(rows):
     return "; ".join(parts), _verdict(flags)
 
 
-def claim_gpu_speedup(rows):
+def claim_gpu_speedup(rows, device_checks=()):
     cand = [r for r in rows if r.get("device") == "gpu" and r.get("speedup_vs_serial")]
-    if not cand:
+    if not cand:   # the device check's JSON alone: its best speedup over serial numpy (never a dry run's)
+        best = [t for c in device_checks if not c.get("dry_run")
+                for t in [c.get("targets", {}).get("speedup_vs_serial", {})] if t.get("speedup")]
+        if best:
+            t = max(best, key=lambda t: t["speedup"])
+            return f"device check: {t['best']}", "yes" if t["speedup"] >= 12.5 else "no"
         return "no GPU results", "not measured"
     best = max(cand, key=lambda r: r["speedup_vs_serial"])
     return (f"{best['backend']} {best['net']}: {best['speedup_vs_serial']:.1f}× at B={best['batch_size']}",
@@ -415,7 +420,7 @@ CLAIMS = [
     (KAMRA, "Multicore (example-parallel) speedup", "≈10× on 32 threads (31 % efficiency)",
      "best efficiency (speedup over own 1-thread run ÷ T) ≥ 31 %", lambda d: claim_multicore_speedup(d.rows)),
     (KAMRA, "CUDA speedup over its serial counterpart", "≈25× (K40)",
-     "best GPU speedup over serial ≥ 12.5×", lambda d: claim_gpu_speedup(d.rows)),
+     "best GPU speedup over serial ≥ 12.5×", lambda d: claim_gpu_speedup(d.rows, d.device_checks)),
     (KAMRA, "BLAS serial vs naive serial", "≈10× faster",
      "python ÷ numpy T=1 time per epoch within 5–20× (the paper's naive serial was C++; ours is pure Python)",
      lambda d: claim_blas_vs_naive(d.rows)),

@@ -1,4 +1,5 @@
-"""Reading results for reports: pgdbench JSON lines, pytest-benchmark JSON and asv results JSON.
+"""Reading results for reports: pgdbench JSON lines, the device check's JSON, pytest-benchmark JSON and asv results
+JSON.
 
 Every source is turned into the same flat *performance rows* (one per
 backend × net × batch size × threads × dtype × options) and *TTA runs*, plus
@@ -50,9 +51,10 @@ class Collection:
     averaging_records: list = field(default_factory=list)
     mpi_records: list = field(default_factory=list)
     dbn_records: list = field(default_factory=list)
+    device_checks: list = field(default_factory=list)   # device-check.json of scripts/device-check.sh
 
     def empty(self) -> bool:
-        return not (self.rows or self.tta or self.replicas or self.mpi or self.dbn)
+        return not (self.rows or self.tta or self.replicas or self.mpi or self.dbn or self.device_checks)
 
 
 PERF_KEYS = ("backend", "net", "batch_size", "threads", "dtype", "seconds_per_epoch", "gflops", "projected",
@@ -112,12 +114,15 @@ def _load_file(path: Path, out: Collection) -> None:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a JSON results file ({exc})") from None
-    if isinstance(data, dict) and "benchmarks" in data and "machine_info" in data:
+    if isinstance(data, dict) and data.get("kind") == "device-check":
+        out.device_checks.append(data)
+    elif isinstance(data, dict) and "benchmarks" in data and "machine_info" in data:
         _load_pytest_benchmark(path, data, out)
     elif isinstance(data, dict) and "result_columns" in data and "results" in data:
         _load_asv(path, data, out)
     else:
-        raise DataError(f"{path}: neither a pgdbench .jsonl, a pytest-benchmark JSON nor an asv result file")
+        raise DataError(f"{path}: neither a pgdbench .jsonl, a device-check JSON, a pytest-benchmark JSON nor an asv "
+                        f"result file")
 
 
 # -- pgdbench JSON lines ----------------------------------------------------------------------------

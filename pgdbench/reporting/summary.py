@@ -100,6 +100,10 @@ def markdown(data, figures, title) -> str:
               "compared as efficiencies; \"not measured\" means the results given hold no rows for that claim. "
               "What each study contributes and where each claim comes from (figure, table or section): "
               "docs/studies.md in the pgdbench repository.", ""]
+    for check in data.device_checks:       # its own tables: per-product ratios to cuBLAS, whole-step ratios
+        lines += ["## GPU device check (scripts/device-check.sh)", ""]
+        lines += [("#" + line) if line.startswith("#") else line
+                  for line in check.get("summary_markdown", "").splitlines()] + [""]
     if figures:
         lines += ["## Figures", ""]
         for name, path in figures:

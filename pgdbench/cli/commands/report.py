@@ -1,9 +1,11 @@
 """Turn results files into PNG figures and a Markdown summary (report.md) with the paper's claims checked.
 
 Reads any mix of `pgdbench bench`, `tta`, `averaging-study`, `mpi-bench` and
-`dbn` (single runs and `--scaling`) JSON lines, pytest-benchmark JSON
-(--benchmark-save/--benchmark-autosave files) and asv result files (or folders
-holding them: .asv/results, .benchmarks). Writes, for each net: time per epoch
+`dbn` (single runs and `--scaling`) JSON lines, the device check's
+device-check.json (scripts/device-check.sh: its tables go in a section of
+their own), pytest-benchmark JSON (--benchmark-save/--benchmark-autosave
+files) and asv result files (or folders holding them: .asv/results,
+.benchmarks). Writes, for each net: time per epoch
 and GFLOP/s bars against batch size (the paper's Figs 5-8), speedup over the
 serial counterpart against batch size (Figs 9-10) and the fraction of the
 machine's GEMM peak; thread scaling (speedup and efficiency against threads);
@@ -33,7 +35,7 @@ HELP = "figures (PNG) and a Markdown summary with the paper's claims, from resul
 def add_arguments(p):
     p.add_argument("results", nargs="+", metavar="RESULTS",
                    help="results files or folders: .jsonl (bench, tta, averaging-study, mpi-bench, dbn), "
-                        "pytest-benchmark .json, asv results")
+                        "the device check's device-check.json, pytest-benchmark .json, asv results")
     p.add_argument("--out", default="report", help="output folder (default report/)")
     p.add_argument("--title", default="pgdbench report", help="heading of report.md")
 
