@@ -27,15 +27,15 @@ def test_dry_run_writes_everything_within_its_budget(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable}
     env.pop("PGDBENCH_DATA", None)                  # the embedded sample only: quick
-    run = subprocess.run(["bash", "scripts/device-check.sh", "--cpu-dry-run", "--budget", "120"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=240)
+    run = subprocess.run(["bash", "scripts/device-check.sh", "--cpu-dry-run", "--budget", "180"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     names = sorted(p.name for p in out.iterdir())
     assert names == ["device-check.json", "device-check.log", "device-check.tar.gz", "summary.md"]  # <= 8 files back
     result = json.loads((out / "device-check.json").read_text())
     assert result["kind"] == "device-check" and result["dry_run"] is True
     assert all(t["met"] is None for t in result["targets"].values()), "a dry run must not decide a target"
-    assert result["duration_seconds"] < 120
+    assert result["duration_seconds"] < 180   # 25–45 s here; a cold PoCL cache on a busy CI machine needs room
     failed = {k: v for k, v in result["phases"].items() if v["status"] != "ok"}
     assert not failed, failed
 
