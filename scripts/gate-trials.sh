@@ -73,7 +73,7 @@ echo "trials: $N × (slower, comment-only) on ${CPU:-$(uname -m)}, $(nproc) CPUs
 # Each revision's tree keeps its numba kernels once compiled (38 s on this machine under load, for each tree);
 # a gate run on commits it has met before finds them. Compile them here, untimed: the trials measure the gate.
 for REV in "$SLOWER" "$COMMENT"; do
-  "$PY" -m pgdbench.cli gate "$BASE" "$REV" --backend numba --threads 1 --budget 1 --quiet \
+  "$PY" -m pgdbench.cli gate "$BASE" "$REV" --backend numba --threads 1 --batch-size 32 --budget 60 --quiet \
     --results "$OUT/warm-up.jsonl" > /dev/null 2>&1 || true
 done
 
