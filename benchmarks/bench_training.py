@@ -60,9 +60,11 @@ class TimeTraining(_Point):
     timer = time.process_time
     number = 0                # asv calibrates how many steps one sample times
     sample_time = 0.05
-    repeat = (5, 10, 1.0)     # at least 5 samples, then up to 10 within 1 s per round
-    rounds = 2                # asv continuous alternates its rounds between the two commits
-    warmup_time = 0.2
+    repeat = (5, 10, 0.5)     # at least 5 samples, then up to 10 within 0.5 s
+    # One round (one process) per point and commit keeps a commit of history near a minute; asv continuous
+    # is run with `-a rounds=4`, so that its rounds alternate between the two commits (docs/benchmarks.md).
+    rounds = 1
+    warmup_time = 0.1
 
     def time_step(self, label):
         self.stepper.step()
