@@ -8,7 +8,7 @@
 #   scripts/gate-trials.sh [N] [OUT] [-- extra pgdbench gate options]     (from the repository root)
 #
 # With ASV_RUNS=K (default 0) it then runs asv's own comparison as docs/benchmarks.md gives it,
-# `asv continuous --factor 1.05 -b time_step BASE CANDIDATE`, K times on the comment-only commit and once on
+# `asv continuous --factor 1.05 -a rounds=4 -b time_step BASE CANDIDATE`, K times on the comment-only commit and once on
 # the slower one (asv must be installed beside $PYTHON; `asv machine --yes` run once).
 #
 # The gate that runs is the clone's own code (the checkout's HEAD), with the interpreter $PYTHON (default:
@@ -127,7 +127,7 @@ if [ "$ASV_RUNS" -gt 0 ]; then
     [ "$i" = 0 ] && { kind=slower; REV=$SLOWER; } || { kind=comment; REV=$COMMENT; }
     start=$(date +%s)
     set +e
-    "$ASV" continuous --factor 1.05 -b time_step "$BASE" "$REV" > "$OUT/asv-$kind-$i.txt" 2>&1
+    "$ASV" continuous --factor 1.05 -a rounds=4 -b time_step "$BASE" "$REV" > "$OUT/asv-$kind-$i.txt" 2>&1
     code=$?
     set -e
     flagged=$(grep -c "^+ " "$OUT/asv-$kind-$i.txt" || true)
