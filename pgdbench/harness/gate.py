@@ -361,10 +361,35 @@ class Gate:
             if self.rounds >= last_round:
                 return f"{self.rounds} rounds, the most allowed (--max-rounds)"
             estimate = sum(r.round_seconds or self.FIRST_ROUND_GUESS for r in todo) + 2 * self._startup_seconds
-            if self.rounds and self.elapsed() + estimate > self.settings.budget:
-                return (f"time budget: {self.elapsed():.0f} s used of {self.settings.budget:.0f} s, "
-                        f"next round ≈ {estimate:.0f} s")
+            left = self.settings.budget - self.elapsed()
+            if self.rounds and estimate > left:
+                # no whole round fits: a last one for the points it is most likely to decide, as many as fit
+                last = self._most_decisive(todo, left - 2 * self._startup_seconds)
+                stop = (f"time budget: {self.elapsed():.0f} s used of {self.settings.budget:.0f} s, a whole round "
+                        f"would take ≈ {estimate:.0f} s")
+                if last:
+                    self._round(last, shuffle=False)
+                    stop += f" (a last round for {len(last)} of the {len(todo)} points)"
+                return stop
             self._round(todo)
+
+    def _most_decisive(self, todo: list[PointResult], seconds: float) -> list[PointResult]:
+        """The points a last, partial round should measure, within ``seconds``: first those that look like
+        regressions (a regression must not go undecided for want of a round), then those short of the rounds a
+        decision needs, fewest rounds first."""
+        threshold = 1 + self.settings.threshold
+
+        def priority(r: PointResult):
+            suspect = r.interval is not None and r.interval.ratio > threshold
+            return (not suspect, len(r.log_ratios) >= self.settings.min_rounds, len(r.log_ratios))
+
+        chosen, spent = [], 0.0
+        for r in sorted(todo, key=priority):
+            cost = r.round_seconds or self.FIRST_ROUND_GUESS
+            if spent + cost <= seconds:
+                chosen.append(r)
+                spent += cost
+        return chosen
 
     def _select_points(self) -> None:
         """Start each revision once (its backends, and a check that it runs its own code), expand the point set."""
@@ -421,7 +446,7 @@ class Gate:
         """Does a point with this many threads gate, given the external load (cores)?"""
         return threads == 1 or load <= self.cpus - threads + LOAD_SLACK
 
-    def _round(self, todo: list[PointResult]) -> None:
+    def _round(self, todo: list[PointResult], shuffle: bool = True) -> None:
         self.rounds += 1
         meter = LoadMeter()
         sides = [("base", self.base), ("head", self.head)]
@@ -431,7 +456,8 @@ class Gate:
             for side, revision in sides:
                 workers[side] = Worker(revision, self.settings.python)
             order = list(todo)
-            self.rng.shuffle(order)
+            if shuffle:
+                self.rng.shuffle(order)
             for k, result in enumerate(order):
                 if self.elapsed() > self.settings.budget:
                     self.log(f"round {self.rounds}: the time budget ran out with {len(order) - k} point(s) of the "
