@@ -63,6 +63,8 @@ def main(argv=None) -> int:
         print(f"pgdbench {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if in_job:  # returning would leave the other ranks waiting in a collective for this one, for ever
+            mpi.abort(130, "", "interrupted")
         print(f"pgdbench {args.command}: interrupted", file=sys.stderr)
         return 130
     if in_job and code != 0:

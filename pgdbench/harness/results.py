@@ -12,8 +12,12 @@ leaving the block writes the ``run_end``, whose status says how the block
 ended: ``complete``, ``interrupted`` (Ctrl-C, or SIGTERM, which the block
 turns into a KeyboardInterrupt) or ``failed`` (any other exception, whose type
 and message are recorded). The exception itself always goes on to the caller.
-Where there may be no file to write (no ``--results``, an MPI rank other than
-0), :func:`optional_writer` gives a :class:`NullWriter` that drops the records.
+Where there may be no file to write (no ``--results``), :func:`optional_writer`
+gives a :class:`NullWriter` that drops the records. Under mpiexec only rank 0
+writes: :func:`results_writer` gives the other ranks a :class:`RankWriter`,
+which drops the records but knows rank 0's run, so that a rank that fails or
+is interrupted, and so aborts the job (killing rank 0 before it can write
+anything), ends rank 0's run in the file with the reason.
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
-from pgdbench.core.mpi import is_root
+from pgdbench.core import mpi
+from pgdbench.errors import BackendUnavailable
 from pgdbench.harness.machine import machine_info
 
 
@@ -155,14 +160,50 @@ class NullWriter:
         return False
 
 
+class RankWriter(NullWriter):
+    """A rank other than 0 of an MPI job: drops the records (rank 0 writes them), but if the block ends with an
+    exception, which makes this rank abort the job, it writes the ``run_end`` of rank 0's run (``run_id``)."""
+
+    def __init__(self, path, run_id):
+        self.path, self.run_id = Path(path), run_id
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is not None and self.run_id:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            record = {"kind": "run_end", "run_id": self.run_id, "status": "interrupted" if interrupted else "failed",
+                      "rank": mpi.launched_rank()}
+            if not interrupted:
+                record["error"] = {"type": type(exc).__name__, "message": str(exc)}
+            try:
+                append_record(self.path, record)
+            except Exception:  # the exception that ends the block is the one to report
+                pass
+        return False
+
+
+def results_writer(path, command: str, config: dict, machine: dict | None = None) -> ResultsWriter | NullWriter:
+    """A ResultsWriter on ``path`` (describing this machine unless ``machine`` is given) in a plain process and on
+    rank 0 of an MPI job; a RankWriter on the other ranks. Under mpiexec every rank must call it (rank 0 tells
+    the others its run id)."""
+    if mpi.launched_size() <= 1:
+        if not mpi.is_root():  # PMI_RANK set without a job size: nobody to tell, nothing to write
+            return NullWriter()
+        return ResultsWriter(path, command, machine_info() if machine is None else machine, config)
+    writer = ResultsWriter(path, command, machine_info() if machine is None else machine, config) \
+        if mpi.is_root() else None
+    try:
+        run_id = mpi.from_root(writer.run_id if writer else None)
+    except BackendUnavailable:  # no mpi4py: ranks cannot talk, and rank 0 writes alone
+        run_id = None
+    return writer if writer is not None else RankWriter(path, run_id)
+
+
 def optional_writer(path, command: str, config: dict) -> ResultsWriter | NullWriter:
-    """A ResultsWriter on ``path`` describing this machine, or a NullWriter when ``path`` is None or empty
-    or this process is an MPI rank other than 0 (under mpiexec only rank 0 writes files)."""
+    """:func:`results_writer`, or a NullWriter when ``path`` is None or empty."""
 
-    if not path or not is_root():
+    if not path:
         return NullWriter()
-
-    return ResultsWriter(path, command, machine_info(), config)
+    return results_writer(path, command, config)
 
 
 def run_status(records: Iterable[dict]) -> dict[str, str]:

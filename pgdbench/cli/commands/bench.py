@@ -37,9 +37,8 @@ from pgdbench.core import registry
 from pgdbench.core.protocol import check_threads
 from pgdbench.harness.grid import (BATCH_SIZES, NETS, best_options, default_threads, expand, measure, option_grid,
                                    options_text)
-from pgdbench.harness.machine import machine_info
 from pgdbench.harness.speedups import add_speedups
-from pgdbench.harness.results import ResultsWriter
+from pgdbench.harness.results import results_writer
 from pgdbench.reporting.tables import table
 
 HELP = "time a grid of backends × nets × batch sizes × threads (or × MPI ranks with --ranks)"
@@ -98,8 +97,7 @@ def run(args):
     show = not args.quiet and sys.stderr.isatty()
     overall = grid_progress(show, len(configs))
     try:
-        with ResultsWriter(args.results, "bench", machine_info(),
-                           record_config(args)) as writer:
+        with results_writer(args.results, "bench", record_config(args)) as writer:  # rank 0 writes, under mpiexec
             for k, config in enumerate(configs, 1):
                 rec = measure(config, dataset, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
                               max_examples=args.max_examples, progress_factory=tqdm_progress(show, config.backend))

@@ -92,21 +92,32 @@ def run(args):
         with ResultsWriter(args.results, "bench", machine_info(),
                            record_config(args, "worker")) as writer:
             for k in sorted(set(args.ranks)):  # 1 rank first: it is the baseline of the efficiencies
-                got, failure = run_job(args, k)
-                add_rank_speedups(records + got)  # fills speedup_vs_1rank / parallel_efficiency before writing
-                for rec in got:
-                    writer.write(rec)
-                    records.append(rec)
-                    print(f"[ranks={k}] {describe(rec)}", flush=True)
-                if failure:
-                    writer.write({"kind": "bench", "status": "error", "ranks": k, "reason": failure})
-                    print(f"[ranks={k}] MPI job failed: {failure}", file=sys.stderr, flush=True)
+                try:
+                    got, failure = run_job(args, k)
+                except mpi_jobs.Interrupted as stopped:  # keep what the job finished, then stop here too
+                    keep(writer, records, k, stopped.records, stopped.failure)
+                    raise
+                keep(writer, records, k, got, failure)
     finally:  # an interrupted run still shows what it measured
         if records:
             print(table(table_rows(records), COLUMNS))
             if any(r.get("oversubscribed") for r in records):
                 print("oversubscribed: more ranks × threads than CPUs on a host; those times measure contention")
     return 0
+
+
+def keep(writer, records: list, ranks: int, got: list, failure: str) -> None:
+    """Write the records of one job (and, if it failed or was interrupted, a record saying so)."""
+    add_rank_speedups(records + got)  # fills speedup_vs_1rank / parallel_efficiency before writing
+    for rec in got:
+        writer.write(rec)
+        records.append(rec)
+        print(f"[ranks={ranks}] {describe(rec)}", flush=True)
+    if failure:
+        status = "interrupted" if failure.startswith("interrupted") else "error"
+        writer.write({"kind": "bench", "status": status, "ranks": ranks, "reason": failure})
+        print(f"[ranks={ranks}] MPI job {'failed: ' if status == 'error' else ''}{failure}", file=sys.stderr,
+              flush=True)
 
 
 def run_job(args, ranks: int) -> tuple[list[dict], str]:

@@ -173,18 +173,15 @@ def run_scaling(args):
     with ResultsWriter(args.results, "dbn-scaling", machine_info(), record_config(args)) as writer:
         for k in ranks:
             for rep in range(args.repeats):
-                got, failure = mpi_jobs.run_job(k, lambda out: child_argv(args, out, args.seed + rep),
-                                           hostfile=args.hostfile, timeout=args.timeout, echo=not args.quiet,
-                                           prefix="pgdbench-dbn-")
-                got = [r for r in got if r.get("kind") in ("dbn", "dbn_layer")]
-                for rec in got:  # under this run's id; the child job's own id is kept as job_run_id
-                    child = {k: v for k, v in rec.items() if k != "run_id"}
-                    writer.write({**child, "job_run_id": rec.get("run_id"), "repeat": rep})
-                summary = next((r for r in got if r["kind"] == "dbn"), None)
-                if failure or summary is None:
-                    reason = failure or "no summary record"
-                    writer.write({"kind": "dbn", "status": "error", "ranks": k, "repeat": rep, "reason": reason})
-                    print(f"[ranks={k}] failed: {reason}", file=sys.stderr, flush=True)
+                try:
+                    got, failure = mpi_jobs.run_job(k, lambda out: child_argv(args, out, args.seed + rep),
+                                                    hostfile=args.hostfile, timeout=args.timeout,
+                                                    echo=not args.quiet, prefix="pgdbench-dbn-")
+                except mpi_jobs.Interrupted as stopped:  # keep what the job finished, then stop here too
+                    keep_job(writer, k, rep, stopped.records, stopped.failure)
+                    raise
+                summary = keep_job(writer, k, rep, got, failure)
+                if summary is None:
                     continue
                 runs.append(summary)
                 print(f"[ranks={k}{', run ' + str(rep + 1) if args.repeats > 1 else ''}] RBM time "
@@ -208,6 +205,22 @@ def run_scaling(args):
                       "oversubscribed": [r["oversubscribed"] for r in rows],
                       "exponent": exponent, "exponent_all": exponent_all, "paper_exponent": -0.86})
     return 0
+
+
+def keep_job(writer, ranks: int, repeat: int, got: list, failure: str):
+    """Write one job's records under the study's run id; its summary record, or None (recorded) if it failed."""
+    got = [r for r in got if r.get("kind") in ("dbn", "dbn_layer")]
+    for rec in got:  # under this run's id; the child job's own id is kept as job_run_id
+        child = {key: v for key, v in rec.items() if key != "run_id"}
+        writer.write({**child, "job_run_id": rec.get("run_id"), "repeat": repeat})
+    summary = next((r for r in got if r["kind"] == "dbn"), None)
+    if failure or summary is None:
+        reason = failure or "no summary record"
+        status = "interrupted" if reason.startswith("interrupted") else "error"
+        writer.write({"kind": "dbn", "status": status, "ranks": ranks, "repeat": repeat, "reason": reason})
+        print(f"[ranks={ranks}] {'failed: ' if status == 'error' else ''}{reason}", file=sys.stderr, flush=True)
+        return None
+    return summary
 
 
 def fmt_exp(value: float) -> str:
