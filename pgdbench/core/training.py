@@ -15,7 +15,7 @@ import numpy as np
 
 from pgdbench.core.model import NetSpec, Parameters, epoch_order, glorot_uniform
 from pgdbench.core.protocol import Trainer
-from pgdbench.data.dataset import Dataset
+from pgdbench.data.dataset import Dataset, one_hot
 from pgdbench.errors import DivergedError, UsageError
 
 
@@ -73,7 +73,7 @@ def evaluate(trainer: Trainer, X: np.ndarray, y: np.ndarray, n_classes: int) -> 
     if len(X) == 0:
         return float("nan"), float("nan")
     out = trainer.predict(X.astype(trainer.dtype, copy=False))
-    return mse_loss(out, np.eye(n_classes)[y]), accuracy(out, y)
+    return mse_loss(out, one_hot(y, n_classes, np.float64)), accuracy(out, y)
 
 
 @dataclass(frozen=True)

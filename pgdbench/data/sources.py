@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 from pgdbench.errors import DataError
@@ -73,12 +74,28 @@ def candidates(filename: str, data_dir) -> list[Path]:
     return [d / n for d in dirs for n in names]
 
 
+def regular_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file (through symlinks); False if nothing is there. Anything else that is
+    there (a folder, a device, a pipe, a dangling symlink) is a DataError saying what it is, not "not found"."""
+    if path.is_file():
+        return True
+    if not os.path.lexists(path):
+        return False
+    if not path.exists():
+        raise DataError(f"{path}: a symbolic link to {os.readlink(path)}, which does not exist")
+    mode = path.stat().st_mode
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a pipe" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise DataError(f"{path}: {kind}{' (through a symbolic link)' if path.is_symlink() else ''}, not a data file")
+
+
 def locate(filename: str, collection: str, data_dir=None, download: bool = True) -> Path:
     """Path of a local, verified copy of ``filename``, downloading it into the cache if needed."""
     if data_dir and not Path(data_dir).is_dir():
         raise DataError(f"--data-dir {data_dir}: no such directory")
     for path in candidates(filename, data_dir):
-        if path.is_file():
+        if regular_file(path):
             verify(path)
             return path
     searched = ", ".join(sorted({str(p.parent) for p in candidates(filename, data_dir)}))
