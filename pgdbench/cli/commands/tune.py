@@ -2,7 +2,9 @@
 best validation accuracy.
 
 Default grid: 0.001, 0.002, 0.01, 0.1, 0.5, 1.0 (the paper's). A rate at which
-the loss diverges is reported as such and never chosen.
+training diverges (the loss becomes NaN or infinite) or learns nothing (accuracy
+at chance with every output unit saturated, or with a loss that never fell below
+its starting value) is reported as diverged and never chosen.
 """
 from __future__ import annotations
 
@@ -55,7 +57,8 @@ def run(args):
     best = max(good, key=lambda r: r["val_accuracy"])
     for r in rows:
         r["best"] = "<- best" if r is best else ""
-    print(table(rows, [("lr", "learning rate"), ("val_accuracy", "val accuracy"), ("val_loss", "val loss"),
+        r["rate"] = f"{r['lr']:g}"
+    print(table(rows, [("rate", "learning rate"), ("val_accuracy", "val accuracy"), ("val_loss", "val loss"),
                        ("status", "status"), ("best", "")]))
     print(f"best learning rate: {best['lr']:g} (validation accuracy {best['val_accuracy']:.2%})")
     return 0
