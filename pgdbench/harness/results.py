@@ -25,13 +25,14 @@ import json
 import math
 import os
 import signal
+import stat
 import threading
 import uuid
 from pathlib import Path
 from typing import Iterable
 
 from pgdbench.core import mpi
-from pgdbench.errors import BackendUnavailable
+from pgdbench.errors import BackendUnavailable, OutputError
 from pgdbench.harness.machine import machine_info
 
 
@@ -49,18 +50,37 @@ def _clean(value):
 
 
 def append_record(path, record: dict) -> None:
+    """Append ``record`` as one JSON line, on a line of its own; an OutputError (one line) if it cannot be."""
     line = (json.dumps(_clean(record), sort_keys=True, default=str) + "\n").encode()
     path = Path(path)
-    if path.parent != Path(""):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        if path.parent != Path(""):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot append results ({exc.strerror or exc})") from None
+    try:
+        size = os.fstat(fd).st_size
+        # a torn last line (a short write on a full disk, a killed writer) must not swallow this record
+        if size and stat.S_ISREG(os.fstat(fd).st_mode) and _last_byte(path, size) != b"\n":
+            line = b"\n" + line
         written = os.write(fd, line)
-        if written != len(line):  # never seen for one line on a local disk, but never silent either
-            raise OSError(f"short write to {path}: {written} of {len(line)} bytes")
+        if written != len(line):  # a full disk can take part of a line: the reader skips the fragment
+            raise OutputError(f"{path}: cannot append results (disk full? {written} of {len(line)} bytes written)")
         os.fsync(fd)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot append results ({exc.strerror or exc})") from None
     finally:
         os.close(fd)
+
+
+def _last_byte(path: Path, size: int) -> bytes:
+    try:
+        with open(path, "rb") as f:  # the append descriptor is write-only
+            f.seek(size - 1)
+            return f.read(1)
+    except OSError:  # a file this process may append to but not read: nothing to go on
+        return b"\n"
 
 
 def read_records(path) -> tuple[list[dict], list[str]]:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import sys
 
 
-from pgdbench.cli.commands.common import (add_data_arguments, int_list, load_data, positive_float, positive_int,
-                                          record_config)
+from pgdbench.cli.commands.common import (add_data_arguments, check_outputs, int_list, load_data, positive_float,
+                                          positive_int, record_config)
 from pgdbench.core import registry
 from pgdbench.core.model import resolve_net
 from pgdbench.core.protocol import check_threads, max_threads, usable_cpus
@@ -64,6 +64,7 @@ def add_arguments(p):
 def run(args):
     print("pgdbench averaging-study is deprecated and goes in the next release: use pgdbench bench --backend "
           "averaging --threads N1,N2 -o combine=average,sum (pgdbench report summarises it)", file=sys.stderr)
+    check_outputs(results=args.results)
     registry.get_available("averaging")
     combines = [c.strip() for c in args.combine.split(",") if c.strip()]
     for c in combines:

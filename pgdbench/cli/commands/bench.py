@@ -31,7 +31,7 @@ import argparse
 import sys
 
 from pgdbench.cli.commands import bench_ranks
-from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, grid_progress, int_list, load_data,
+from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, check_outputs, grid_progress, int_list, load_data,
                                           parse_options, positive_float, positive_int, record_config, tqdm_progress)
 from pgdbench.core import registry
 from pgdbench.core.protocol import check_threads
@@ -76,6 +76,7 @@ def run(args):
     args.batch_size = args.batch_size or list(BATCH_SIZES)
     if args.worker:
         return bench_ranks.run_worker(args)
+    check_outputs(results=args.results)
     if args.ranks:
         return bench_ranks.run(args)
     backends = args.backend or ["numpy"]

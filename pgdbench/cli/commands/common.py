@@ -6,7 +6,10 @@ import math
 import sys
 
 from pgdbench.core import registry
+from pgdbench.core.files import check_output
 from pgdbench.core.model import DTYPES, resolve_net
+from pgdbench.core.mpi import is_root
+from pgdbench.core.protocol import check_threads, resolve_options
 from pgdbench.data import load_dataset
 from pgdbench.errors import UsageError
 
@@ -136,10 +139,30 @@ def grid_progress(enabled: bool, total: int):
     return _Bar(total) if enabled else _Lines()
 
 
-def prepare_run(args):
-    """The backend class, its options, the data set and the net of a single-backend command (train, tune, ...)."""
+def check_outputs(results=None, save=None, out=None) -> None:
+    """The files a command will write (``--results`` appended to, ``--save`` replaced, ``--out`` a folder),
+    checked before the work, so that none is lost for want of a place to put it. Under mpiexec only rank 0
+    writes, and only it checks."""
+    if not is_root():
+        return
+    if results:
+        check_output(results, "--results", replace=False)
+    if save:
+        check_output(save, "--save")
+    if out:
+        check_output(out, "--out", folder=True)
 
+
+def prepare_run(args):
+    """The backend class, its options, the data set and the net of a single-backend command (train, tune, ...).
+
+    Everything that can be checked without the data is checked first (outputs, backend, threads, options), so
+    that a mistake costs no data loading."""
+
+    check_outputs(results=getattr(args, "results", None), save=getattr(args, "save", None))
     cls = registry.get_available(args.backend)
+    check_threads(args.threads, cls.uses_threads, cls.name)
     options = parse_options(args.option)
+    resolve_options(cls, options)
     dataset = load_data(args)
     return cls, options, dataset, resolve_spec(args, dataset)

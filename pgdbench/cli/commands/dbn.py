@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sys
 
-from pgdbench.cli.commands.common import (add_data_arguments, int_list, load_data, positive_float, positive_int,
+from pgdbench.cli.commands.common import (add_data_arguments, check_outputs, int_list, load_data, positive_float, positive_int,
                                           record_config)
 from pgdbench.core import mpi
 from pgdbench.core.model import Parameters
@@ -78,6 +78,7 @@ def add_arguments(p):
 def run(args):
     if args.finetune_epochs < 0:
         raise UsageError(f"--finetune-epochs must be ≥ 0, got {args.finetune_epochs}")
+    check_outputs(results=args.results, save=args.save)
     return run_scaling(args) if args.scaling else run_one(args)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgdbench.cli.commands.common import check_outputs
 from pgdbench.core.files import atomic_write_text
 from pgdbench.errors import DataError
 from pgdbench.reporting.collection import load
@@ -39,6 +40,7 @@ def add_arguments(p):
 
 
 def run(args):
+    check_outputs(out=args.out)
     data = load(args.results)
     if data.empty():
         raise DataError(f"no usable results in {', '.join(args.results)} "

@@ -19,8 +19,8 @@ import math
 import statistics
 import sys
 
-from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, parse_options, positive_float,
-                                          positive_int, record_config, tqdm_progress)
+from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, check_outputs, parse_options,
+                                          positive_float, positive_int, record_config, tqdm_progress)
 from pgdbench.core import registry
 from pgdbench.core.model import resolve_net
 from pgdbench.core.training import Settings, fit
@@ -75,6 +75,7 @@ def _int_list0(text: str) -> list[int]:
 
 
 def run(args):
+    check_outputs(results=args.results)
     backends = args.backend or ["numpy"]
     classes = [registry.get_available(b) for b in backends]
     options = parse_options(args.option)
