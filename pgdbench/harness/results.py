@@ -84,16 +84,27 @@ def _last_byte(path: Path, size: int) -> bytes:
 
 
 def read_records(path) -> tuple[list[dict], list[str]]:
-    """Records of a results file, and warnings for lines that could not be read."""
+    """Records (JSON objects) of a results file, and warnings for lines that could not be read: torn or corrupt
+    lines, bytes that are not UTF-8, valid JSON that is not an object (``42``, ``null``, ``[1, 2]``)."""
     records, warnings = [], []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
             try:
-                records.append(json.loads(raw))
-            except json.JSONDecodeError:
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                warnings.append(f"{path}:{number}: not UTF-8 text, line skipped")
+                continue
+            except ValueError:
                 warnings.append(f"{path}:{number}: torn or corrupt line skipped")
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                what = {type(None): "null", bool: "true or false", list: "an array", str: "a string"}.get(
+                    type(record), "a number")
+                warnings.append(f"{path}:{number}: {what}, not a record (a JSON object): line skipped")
     return records, warnings
 
 
@@ -230,6 +241,8 @@ def run_status(records: Iterable[dict]) -> dict[str, str]:
     """run_id → 'complete', 'interrupted', 'failed' or 'incomplete' (no run_end: killed)."""
     status = {}
     for r in records:
+        if not isinstance(r.get("run_id"), str):
+            continue
         if r.get("kind") == "run_start":
             status.setdefault(r["run_id"], "incomplete")
         elif r.get("kind") == "run_end":

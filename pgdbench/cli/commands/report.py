@@ -20,6 +20,7 @@ Example: pgdbench bench --results results/paper.jsonl && pgdbench report results
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from pgdbench.cli.commands.common import check_outputs
@@ -43,8 +44,9 @@ def run(args):
     check_outputs(out=args.out)
     data = load(args.results)
     if data.empty():
+        print_warnings(data.warnings, sys.stderr)
         raise DataError(f"no usable results in {', '.join(args.results)} "
-                        f"({len(data.not_ok)} failed or skipped points, {len(data.warnings)} warnings)")
+                        f"({len(data.not_ok)} failed or skipped points, {len(data.warnings)} warnings above)")
     out = Path(args.out)
     figures = make_figures(data, out)
     text = markdown(data, figures, args.title)
@@ -52,6 +54,12 @@ def run(args):
     print(f"{len(figures)} figures and {out / 'report.md'} written "
           f"({len(data.rows)} performance points, {len(data.tta)} tta runs, {len(data.averaging_records)} "
           f"averaging-study runs, {len(data.mpi)} mpi-bench points, {len(data.dbn_records)} DBN runs)")
-    for w in data.warnings:
-        print(f"warning: {w}")
+    print_warnings(data.warnings, sys.stdout)
     return 0
+
+
+def print_warnings(warnings: list[str], stream) -> None:
+    if warnings:
+        print(f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''}:", file=stream)
+    for w in warnings:
+        print(f"warning: {w}", file=stream)
