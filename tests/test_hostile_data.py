@@ -1,7 +1,8 @@
 """Hostile data files cost little memory and end in one line: headers are checked before anything is read.
 
-Each file is handed to `pgdbench train` in a subprocess whose address space is capped (``resource``, so that a regression fails
-with a MemoryError instead of swapping a shared machine) and whose peak resident memory (VmHWM) is measured. Before, the gzip bomb expanded to gigabytes, the sparse file and the npz asked for more than the cap
+Each file is handed to `pgdbench train` in a subprocess whose address space is capped (``resource``, so that a
+regression fails with a MemoryError instead of swapping a shared machine) and whose peak resident memory (VmHWM)
+is measured. Before, the gzip bomb expanded to gigabytes, the sparse file and the npz asked for more than the cap
 (MemoryError tracebacks) and labels of 10^9 made the default net 10^9 outputs wide.
 """
 from __future__ import annotations

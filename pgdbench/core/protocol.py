@@ -336,7 +336,9 @@ def convert_option(key: str, value, default):
                 return value.lower() in ("1", "true", "yes")
             return type(default)(value)
         except ValueError:
-            raise UsageError(f"option {key}={value!r}: expected a {type(default).__name__}") from None
+            what = {bool: "true or false", int: "an integer", float: "a number"}.get(type(default),
+                                                                                   f"a {type(default).__name__}")
+            raise UsageError(f"option {key}={value!r}: expected {what}") from None
     return value
 
 

@@ -31,6 +31,7 @@ class Dataset:
     n_classes: int
     class_names: list = field(default_factory=list)
     source: str = ""
+    notes: list = field(default_factory=list)   # what loading dropped or changed, shown in summary()
 
     def __post_init__(self):
         if not 1 <= self.n_classes <= MAX_CLASSES:
@@ -72,4 +73,5 @@ class Dataset:
 
     def summary(self) -> str:
         return (f"{self.name}: {len(self.X_train)} train / {len(self.X_val)} validation / "
-                f"{len(self.X_test)} test, {self.n_features} features, {self.n_classes} classes")
+                f"{len(self.X_test)} test, {self.n_features} features, {self.n_classes} classes"
+                + "".join(f"; {note}" for note in self.notes))

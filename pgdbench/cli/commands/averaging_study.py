@@ -19,7 +19,7 @@ import sys
 
 
 from pgdbench.cli.commands.common import (add_data_arguments, check_outputs, int_list, load_data, positive_float,
-                                          positive_int, record_config)
+                                          positive_int, record_config, seed_list)
 from pgdbench.core import registry
 from pgdbench.core.model import resolve_net
 from pgdbench.core.protocol import check_threads, max_threads, usable_cpus
@@ -55,7 +55,7 @@ def add_arguments(p):
     p.add_argument("--epochs", type=positive_int, default=1)
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--lr", type=positive_float, default=0.5)
-    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",") if x.strip()], default=[0],
+    p.add_argument("--seeds", type=seed_list, default=[0],
                    help="comma-separated seeds (initial weights and order); the table shows their mean")
     p.set_defaults(seed=0)  # the data set's split seed (load_data); the runs use --seeds
     p.add_argument("--results", default="results/averaging-study.jsonl", help="results file to append to")

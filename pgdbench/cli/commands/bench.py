@@ -31,12 +31,13 @@ import argparse
 import sys
 
 from pgdbench.cli.commands import bench_ranks
-from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, check_outputs, grid_progress, int_list, load_data,
-                                          parse_options, positive_float, positive_int, record_config, tqdm_progress)
+from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, check_outputs, grid_progress,
+                                          int_list, load_data, parse_options, positive_float, positive_int,
+                                          record_config, seed, tqdm_progress)
 from pgdbench.core import registry
 from pgdbench.core.protocol import check_threads
-from pgdbench.harness.grid import (BATCH_SIZES, NETS, best_options, default_threads, expand, measure, option_grid,
-                                   options_text)
+from pgdbench.harness.grid import (BATCH_SIZES, NETS, best_options, check_options, default_threads, expand, measure,
+                                   option_grid, options_text)
 from pgdbench.harness.speedups import add_speedups
 from pgdbench.harness.results import results_writer
 from pgdbench.reporting.tables import table
@@ -56,7 +57,7 @@ def add_arguments(p):
                         "default 1)")
     p.add_argument("--dtype", action="append", choices=["float32", "float64"])
     add_data_arguments(p, default="synthetic:50000")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the weights and example order (default 0)")
     p.add_argument("--epochs", type=positive_int, default=1, help="timed epochs per configuration (median reported)")
     p.add_argument("--lr", type=positive_float, default=0.1)
     p.add_argument("--max-examples", type=positive_int,
@@ -88,6 +89,7 @@ def run(args):
     for t in threads:
         check_threads(t, True, "bench")
     options = parse_options(args.option)
+    check_options(backends, options)
     dataset = load_data(args)
     configs = []
     for opts in option_grid(options):  # -o key=a,b sweeps the option's values

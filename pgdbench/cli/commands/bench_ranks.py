@@ -20,7 +20,7 @@ from pgdbench.core import mpi, registry
 from pgdbench.core.protocol import usable_cpus
 from pgdbench.errors import UsageError
 from pgdbench.harness import mpi_jobs
-from pgdbench.harness.grid import expand, measure, option_grid
+from pgdbench.harness.grid import check_options, expand, measure, option_grid
 from pgdbench.harness.machine import machine_info
 from pgdbench.harness.results import ResultsWriter, append_record
 from pgdbench.reporting.tables import table
@@ -35,7 +35,9 @@ def grid(args) -> list:
     """backend × net × batch size × threads per rank × dtype × option values, without serial counterparts (the
     baseline of a rank sweep is the same configuration at one rank)."""
     configs = []
-    for opts in option_grid(parse_options(args.option)):
+    options = parse_options(args.option)
+    check_options(args.backend or BACKENDS, options)
+    for opts in option_grid(options):
         configs += [c for c in expand(args.backend or BACKENDS, args.net, args.batch_size, args.threads or THREADS,
                                       args.dtype or ["float32"], opts, with_serial=False) if c not in configs]
     return configs

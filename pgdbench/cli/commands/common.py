@@ -39,6 +39,24 @@ def positive_float(text: str) -> float:
     return value
 
 
+def seed(text: str) -> int:
+    """A random seed: NumPy's generators take non-negative integers only (-1 ended in a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed must be 0 or positive, got {value}")
+    return value
+
+
+def seed_list(text: str) -> list[int]:
+    values = [seed(t) for t in text.split(",") if t.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds, got {text!r}")
+    return values
+
+
 def int_list(text: str) -> list[int]:
     return [positive_int(t) for t in text.split(",") if t.strip()]
 
@@ -58,7 +76,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--net", default=None, help="preset: net1h (784-1024-10) or net2h (784-1024-1024-10)")
     p.add_argument("--layers", help="explicit widths, e.g. 784,300,10 (overrides --net)")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the example order")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="seed of the initial weights and the example order, 0 or positive (default 0)")
     p.add_argument("--no-shuffle", action="store_true", help="visit the examples in file order every epoch")
 
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import sys
 
-from pgdbench.cli.commands.common import (add_data_arguments, check_outputs, int_list, load_data, positive_float, positive_int,
-                                          record_config)
+from pgdbench.cli.commands.common import (add_data_arguments, check_outputs, int_list, load_data, positive_float,
+                                          positive_int, record_config, seed)
 from pgdbench.core import mpi
 from pgdbench.core.model import Parameters
 from pgdbench.core.protocol import check_threads, usable_cpus
@@ -62,7 +62,7 @@ def add_arguments(p):
     p.add_argument("--tau-rms", type=positive_float, default=1e-4,
                    help="τ_ERMS of the fine-tuning stopping rule on the training RMS error (default 1e-4)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the weights, shards and CD-1 samples (default 0)")
     p.add_argument("--threads", type=positive_int, default=1, help="BLAS threads per rank (default 1)")
     p.add_argument("--scaling", type=int_list, metavar="K1,K2,...",
                    help="scaling study: one MPI job per rank count, spawned with mpiexec")

@@ -20,7 +20,7 @@ import statistics
 import sys
 
 from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, check_outputs, parse_options,
-                                          positive_float, positive_int, record_config, tqdm_progress)
+                                          positive_float, positive_int, record_config, seed_list, tqdm_progress)
 from pgdbench.core import registry
 from pgdbench.core.model import resolve_net
 from pgdbench.core.training import Settings, fit
@@ -42,7 +42,7 @@ def add_arguments(p):
     p.add_argument("--target", type=_fraction, default=0.97, help="target accuracy, 0..1 (default 0.97)")
     p.add_argument("--on", choices=["val", "test"], default="val",
                    help="split whose accuracy must reach the target (default val)")
-    p.add_argument("--seeds", type=_int_list0, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2; ≥3 advised)")
+    p.add_argument("--seeds", type=seed_list, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2; ≥3 advised)")
     p.add_argument("--max-epochs", type=positive_int, default=50, help="give up after this many epochs (default 50)")
     p.add_argument("--max-seconds", type=positive_float, help="give up once this much training time has passed")
     # sigmoid + MSE learns slowly: batch 16 at rate 0.25 is what gets Net-1h past 95 % within 25 epochs
@@ -61,17 +61,6 @@ def _fraction(text: str) -> float:
     if value > 1:
         raise argparse.ArgumentTypeError(f"the target is a fraction in (0, 1], got {text}")
     return value
-
-
-def _int_list0(text: str) -> list[int]:
-    import argparse
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected non-negative seeds, got {text!r}")
-    return values
 
 
 def run(args):
