@@ -21,7 +21,7 @@ from pgdbench.harness.results import read_records, run_status
 from tests.mpi_jobs import mpiexec_or_skip
 
 pytestmark = pytest.mark.skipif(module_missing("mpi4py") is not None or module_missing("psutil") is not None,
-                                reason="needs mpi4py (pip install '.[mpi]') and psutil")
+                                reason="needs mpi4py (pip install -e '.[mpi]') and psutil")
 
 CLI = [sys.executable, "-m", "pgdbench.cli"]
 DEADLINE = 30  # seconds from the signal to the end of the job; it takes well under one here

@@ -24,6 +24,7 @@ import sys
 import threading
 from typing import Optional
 
+from pgdbench.core.protocol import install_hint
 from pgdbench.errors import BackendUnavailable
 
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
@@ -66,8 +67,7 @@ def comm():
     try:
         from mpi4py import MPI
     except ImportError as exc:
-        raise BackendUnavailable(f"mpi4py cannot be imported ({exc}); install it with pip install 'pgdbench[mpi]'") \
-            from None
+        raise BackendUnavailable(f"mpi4py cannot be imported ({exc}); {install_hint('mpi4py')}") from None
     return MPI.COMM_WORLD
 
 

@@ -20,6 +20,7 @@ import sys
 import tempfile
 from typing import Optional
 
+from pgdbench.core.protocol import install_hint
 from pgdbench.errors import BackendUnavailable
 from pgdbench.harness.results import read_records
 
@@ -29,7 +30,8 @@ def mpiexec() -> str:
     here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     found = here if os.access(here, os.X_OK) else shutil.which("mpiexec")
     if not found:
-        raise BackendUnavailable("no mpiexec found beside this Python or on PATH; pip install 'pgdbench[mpi]'")
+        raise BackendUnavailable(f"no mpiexec found beside this Python or on PATH; {install_hint('mpich')} brings "
+                                 f"one")
     return found
 
 
