@@ -41,6 +41,7 @@ class Collection:
     not_ok: list = field(default_factory=list)      # grid points that were skipped / unavailable / diverged / failed
     warnings: list = field(default_factory=list)
     machines: list = field(default_factory=list)    # (cpu model, cpus, date) of every run read
+    loads: list = field(default_factory=list)       # (1-minute load average, usable CPUs) at each run's start
     commits: list = field(default_factory=list)     # git commits the results were measured at
     sources: list = field(default_factory=list)
     replicas: list = field(default_factory=list)    # averaging-study: one point per study × rule × replica count
@@ -55,7 +56,7 @@ class Collection:
         return not (self.rows or self.tta or self.replicas or self.mpi or self.dbn)
 
 
-PERF_KEYS = ("backend", "net", "batch_size", "threads", "dtype", "seconds_per_epoch", "gflops", "projected",
+PERF_KEYS = ("backend", "net", "batch_size", "threads", "dtype", "seconds_per_epoch", "gflops", "projected", "epochs",
              "speedup_vs_serial", "speedup_vs_1thread", "fraction_of_peak", "test_accuracy", "val_accuracy",
              "examples_timed", "serial_counterpart", "parallelism", "options", "peak_mem_mib", "dataset")
 
@@ -196,6 +197,8 @@ def _load_jsonl(path: Path, out: Collection) -> None:
     for run_id, start in starts.items():
         m = start.get("machine") or {}
         out.machines.append((m.get("cpu_model", "?"), m.get("cpus_usable"), m.get("date", "?")))
+        if isinstance(m.get("load_average"), list) and m["load_average"]:
+            out.loads.append((m["load_average"][0], m.get("cpus_usable")))
         if m.get("git_commit"):
             out.commits.append(str(m["git_commit"])[:8])
     for r in records:

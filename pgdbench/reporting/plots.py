@@ -161,8 +161,11 @@ def thread_scaling(rows, title: str, caption: str, path: Path) -> Path | None:
         ts = [r["threads"] for r in pts]
         sp = [base / r["seconds_per_epoch"] for r in pts]
         max_t = max(max_t, *ts)
-        ax1.plot(ts, sp, marker="o", color=colors[lab], label=lab)
-        ax2.plot(ts, [s / t for s, t in zip(sp, ts)], marker="o", color=colors[lab], label=lab)
+        projected = any(r.get("projected") for r in pts)  # dashed, as in the speedup figures
+        style = {"marker": "o", "color": colors[lab], "linestyle": "--" if projected else "-",
+                 "label": lab + (" (projected)" if projected else "")}
+        ax1.plot(ts, sp, **style)
+        ax2.plot(ts, [s / t for s, t in zip(sp, ts)], **style)
     ideal = list(range(1, max_t + 1))
     ax1.plot(ideal, ideal, color="0.5", linestyle=":", label="ideal (linear)")
     ax2.axhline(1.0, color="0.5", linestyle=":", label="ideal")

@@ -31,9 +31,9 @@ import argparse
 import sys
 
 from pgdbench.cli.commands import bench_ranks
-from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, check_outputs, grid_progress,
-                                          int_list, load_data, parse_options, positive_float, positive_int,
-                                          record_config, seed, tqdm_progress)
+from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, check_outputs, count,
+                                          grid_progress, int_list, load_data, parse_options, positive_float,
+                                          positive_int, record_config, seed, tqdm_progress)
 from pgdbench.core import registry
 from pgdbench.core.protocol import check_threads
 from pgdbench.harness.grid import (BATCH_SIZES, NETS, best_options, check_options, default_threads, expand, measure,
@@ -95,7 +95,7 @@ def run(args):
     for opts in option_grid(options):  # -o key=a,b sweeps the option's values
         configs += [c for c in expand(backends, args.net, args.batch_size, threads, args.dtype or ["float32"], opts)
                     if c not in configs]
-    print(f"{len(configs)} configurations on {dataset.summary()}; appending to {args.results}", flush=True)
+    print(f"{count(len(configs), 'configuration')} on {dataset.summary()}; appending to {args.results}", flush=True)
     records = []
     show = not args.quiet and sys.stderr.isatty()
     overall = grid_progress(show, len(configs))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from pgdbench.cli.commands.common import load_data, parse_options, record_config
+from pgdbench.cli.commands.common import count, load_data, parse_options, record_config
 from pgdbench.core import mpi, registry
 from pgdbench.core.protocol import usable_cpus
 from pgdbench.errors import UsageError
@@ -87,7 +87,7 @@ def run(args):
         if cls.device != "cluster":
             raise UsageError(f"backend {c.backend!r} is not an MPI backend; --ranks times mpi, mpi-averaging, ...")
     launcher = mpi_jobs.mpiexec()
-    print(f"{len(configs)} configurations × ranks {','.join(map(str, args.ranks))} with {launcher}; "
+    print(f"{count(len(configs), 'configuration')} × ranks {','.join(map(str, args.ranks))} with {launcher}; "
           f"appending to {args.results}", flush=True)
     records = []
     try:

@@ -14,6 +14,11 @@ from pgdbench.data import load_dataset
 from pgdbench.errors import UsageError
 
 
+def count(n: int, noun: str, plural: str = "") -> str:
+    """``1 configuration``, ``2 configurations``: a number and its noun, agreeing."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def record_config(args, *leave_out: str) -> dict:
     """A command's arguments as stored in its results file's run_start record (not the handler itself)."""
     return {k: v for k, v in vars(args).items() if k not in ("run", *leave_out)}
@@ -73,7 +78,8 @@ def add_data_arguments(p: argparse.ArgumentParser, default: str = "mnist-sample"
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--net", default=None, help="preset: net1h (784-1024-10) or net2h (784-1024-1024-10)")
+    p.add_argument("--net", default=None,
+                   help="preset: net1h (784-1024-10) or net2h (784-1024-1024-10) (default net1h)")
     p.add_argument("--layers", help="explicit widths, e.g. 784,300,10 (overrides --net)")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
     p.add_argument("--seed", type=seed, default=0,
@@ -104,23 +110,37 @@ def resolve_spec(args, dataset, net=None):
     return resolve_net(net if net is not None else args.net, args.layers, dataset.n_features, dataset.n_classes)
 
 
-def tqdm_progress(enabled: bool, label: str):
-    """A progress_factory for training.fit: one bar per epoch, with time left."""
-    if not enabled:
-        return None
-    from tqdm import tqdm
+class EpochBars:
+    """A progress_factory for training.fit: one bar per epoch, with time left, gone once the epoch's examples are
+    done, so that the line printed for the epoch starts on a clean line (the bar writes to stderr, the epoch
+    line to stdout, and on a terminal both land on the same line). :meth:`close` removes a bar still shown."""
 
-    bars = {}
+    def __init__(self, label: str):
+        self.label, self.bar = label, None
 
-    def factory(epoch: int, total: int):
-        if bars:
-            bars.popitem()[1].close()
-        bar = tqdm(total=total, desc=f"{label} epoch {epoch}", unit="ex", unit_scale=True, leave=False,
-                   file=sys.stderr, mininterval=0.5)
-        bars[epoch] = bar
-        return bar.update
+    def __call__(self, epoch: int, total: int):
+        from tqdm import tqdm
 
-    return factory
+        self.close()
+        self.bar = tqdm(total=total, desc=f"{self.label} epoch {epoch}", unit="ex", unit_scale=True, leave=False,
+                        file=sys.stderr, mininterval=0.5)
+
+        def update(n: int = 1) -> None:
+            if self.bar is not None:
+                self.bar.update(n)
+                if self.bar.n >= self.bar.total:
+                    self.close()
+        return update
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def tqdm_progress(enabled: bool, label: str) -> EpochBars | None:
+    """Per-epoch progress bars for training.fit, or None (no bars) when not ``enabled``."""
+    return EpochBars(label) if enabled else None
 
 
 class _Lines:

@@ -24,9 +24,9 @@ def add_arguments(p):
     add_model_arguments(p)
     add_data_arguments(p)
     p.add_argument("--grid", type=float_list, default=PAPER_GRID, help="comma-separated learning rates")
-    p.add_argument("--epochs", type=positive_int, default=2)
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--epochs", type=positive_int, default=2, help="epochs at each rate")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="examples per minibatch")
+    p.add_argument("--threads", type=positive_int, default=1, help="threads the backend may use")
     add_option_argument(p)
     p.add_argument("--results", metavar="FILE.jsonl", help="append one record per rate to this results file")
 
