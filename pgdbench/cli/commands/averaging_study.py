@@ -25,8 +25,7 @@ from pgdbench.core.model import resolve_net
 from pgdbench.core.protocol import check_threads, max_threads, usable_cpus
 from pgdbench.errors import UsageError
 from pgdbench.harness.grid import Config, measure
-from pgdbench.harness.machine import machine_info
-from pgdbench.harness.results import ResultsWriter
+from pgdbench.harness.results import results_writer
 from pgdbench.reporting.tables import table
 from pgdbench.studies.replicas import study_record, summarise
 
@@ -82,7 +81,7 @@ def run(args):
           f"{args.epochs} epoch(s), combine every {args.sync_every or 'epoch'}"
           f"{' minibatches' if args.sync_every else ''}, seeds {args.seeds}, {cpus} usable CPUs", flush=True)
     done: list[dict] = []
-    with ResultsWriter(args.results, "averaging-study", machine_info(), record_config(args, "seed")) as writer:
+    with results_writer(args.results, "averaging-study", record_config(args, "seed")) as writer:
         for n in replicas:
             for combine in (["average"] if n == 1 else combines):  # one replica: both rules are the identity
                 options = {"replicas": n, "combine": combine, "sync_every": args.sync_every}

@@ -34,8 +34,9 @@ from pgdbench.cli.commands import bench_ranks
 from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, check_outputs, count,
                                           grid_progress, int_list, load_data, parse_options, positive_float,
                                           positive_int, record_config, seed, tqdm_progress)
-from pgdbench.core import registry
+from pgdbench.core import mpi, registry
 from pgdbench.core.protocol import check_threads
+from pgdbench.errors import PgdbenchError
 from pgdbench.harness.grid import (BATCH_SIZES, NETS, best_options, check_options, default_threads, expand, measure,
                                    option_grid, options_text)
 from pgdbench.harness.speedups import add_speedups
@@ -105,6 +106,9 @@ def run(args):
                 rec = measure(config, dataset, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
                               max_examples=args.max_examples, progress_factory=tqdm_progress(show, config.backend))
                 writer.write(rec)
+                if rec["status"] == "error" and mpi.launched_size() > 1:
+                    # the other ranks may be waiting in a collective for this one: end the job (the CLI aborts it)
+                    raise PgdbenchError(f"{config.label()}: {rec['reason']}")
                 records.append(rec)
                 projected = (f" (projected from {rec['examples_timed']} examples at "
                              f"{rec['examples_per_second']:.3g} examples/s)" if rec.get("projected") else "")

@@ -26,8 +26,7 @@ from pgdbench.core.model import resolve_net
 from pgdbench.core.training import Settings, fit
 from pgdbench.data import load_dataset
 from pgdbench.errors import DivergedError, PgdbenchError, UsageError
-from pgdbench.harness.machine import machine_info
-from pgdbench.harness.results import ResultsWriter
+from pgdbench.harness.results import results_writer
 from pgdbench.reporting.tables import table
 
 HELP = "wall time to reach a target accuracy (median and spread over seeds)"
@@ -77,8 +76,7 @@ def run(args):
           f"at most {args.max_epochs} epochs; appending to {args.results}", flush=True)
     summaries = []
     try:
-        with ResultsWriter(args.results, "tta", machine_info(),
-                           record_config(args)) as writer:
+        with results_writer(args.results, "tta", record_config(args)) as writer:  # rank 0 writes, under mpiexec
             for cls in classes:
                 runs = []
                 for seed in args.seeds:
