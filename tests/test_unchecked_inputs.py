@@ -38,8 +38,10 @@ def test_negative_seed(command):
     _one_line_exit_2(_cli(*args), "a seed must be 0 or positive, got -1")
 
 
-def test_bench_rejects_an_option_no_backend_has():
-    _one_line_exit_2(_cli("bench", "--backend", "numpy", "-o", "nosuch=1", "--results", "/nonexistent/x.jsonl"),
+def test_bench_rejects_an_option_no_backend_has(tmp_path):
+    # a small grid: before, the option was ignored and the grid ran
+    _one_line_exit_2(_cli("bench", "--backend", "numpy", "-o", "nosuch=1", "--net", "784,16,10", "--batch-size", "32",
+                          "--threads", "1", "--dataset", "mnist-sample", "--results", str(tmp_path / "b.jsonl")),
                      "nosuch", "numpy")
 
 

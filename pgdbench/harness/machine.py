@@ -70,8 +70,6 @@ def machine_info() -> dict:
         "packages": package_versions(),
         "git_commit": git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        # what else ran: a report weighs times measured under load accordingly
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
 

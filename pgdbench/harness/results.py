@@ -124,8 +124,10 @@ class ResultsWriter:
         self.count = 0
         self.closed = False
         self._sigterm = None  # (previous handler,) while this writer's SIGTERM handler is installed
+        # the load says what else ran (not part of the machine: it differs from run to run)
+        load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
         append_record(self.path, {"kind": "run_start", "run_id": self.run_id, "command": command,
-                                  "machine": machine, "config": config})
+                                  "machine": machine, "config": config, "load_average": load})
 
     def write(self, record: dict) -> None:
         if self.closed:

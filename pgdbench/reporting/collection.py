@@ -197,8 +197,8 @@ def _load_jsonl(path: Path, out: Collection) -> None:
     for run_id, start in starts.items():
         m = start.get("machine") or {}
         out.machines.append((m.get("cpu_model", "?"), m.get("cpus_usable"), m.get("date", "?")))
-        if isinstance(m.get("load_average"), list) and m["load_average"]:
-            out.loads.append((m["load_average"][0], m.get("cpus_usable")))
+        if isinstance(start.get("load_average"), list) and start["load_average"]:
+            out.loads.append((start["load_average"][0], m.get("cpus_usable")))
         if m.get("git_commit"):
             out.commits.append(str(m["git_commit"])[:8])
     for r in records:
