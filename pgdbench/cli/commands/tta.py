@@ -41,7 +41,8 @@ def add_arguments(p):
     p.add_argument("--target", type=_fraction, default=0.97, help="target accuracy, 0..1 (default 0.97)")
     p.add_argument("--on", choices=["val", "test"], default="val",
                    help="split whose accuracy must reach the target (default val)")
-    p.add_argument("--seeds", type=seed_list, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2; ≥3 advised)")
+    p.add_argument("--seeds", type=seed_list, default=[0, 1, 2],
+                   help="comma-separated seeds (default 0,1,2; ≥3 advised)")
     p.add_argument("--max-epochs", type=positive_int, default=50, help="give up after this many epochs (default 50)")
     p.add_argument("--max-seconds", type=positive_float, help="give up once this much training time has passed")
     # sigmoid + MSE learns slowly: batch 16 at rate 0.25 is what gets Net-1h past 95 % within 25 epochs
