@@ -48,7 +48,7 @@ from pgdbench.core import mpi, registry
 from pgdbench.core.backprop import Backprop
 from pgdbench.core.model import Parameters, batch_bounds
 from pgdbench.core.mpi import flat_views
-from pgdbench.core.protocol import AVAILABLE, Parallelism, Trainer, unavailable, usable_cpus
+from pgdbench.core.protocol import AVAILABLE, Parallelism, Trainer, install_hint, unavailable, usable_cpus
 from pgdbench.errors import UsageError
 
 
@@ -67,7 +67,7 @@ def mpi_library_loads():
                            capture_output=True, text=True, timeout=60)
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
-        return unavailable(f"mpi4py cannot load an MPI library ({last}); pip install mpich")
+        return unavailable(f"mpi4py cannot load an MPI library ({last}); {install_hint('mpich')} brings mpich")
     return AVAILABLE
 
 

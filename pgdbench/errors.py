@@ -13,6 +13,11 @@ class DataError(PgdbenchError, ValueError):
     """A data file that is missing, truncated, corrupt, or holds values that cannot be trained on."""
 
 
+class OutputError(PgdbenchError):
+    """A results file, parameter file or report folder that cannot be written (a folder in its place, no
+    permission, a read-only or full disk)."""
+
+
 class BackendUnavailable(PgdbenchError, RuntimeError):
     """The backend cannot run on this machine (missing package, no GPU, no MPI)."""
 

@@ -15,19 +15,22 @@ DATA_ENV = os.environ.get("PGDBENCH_DATA")
 KDD_ENV = os.environ.get("PGDBENCH_KDD_DATA")
 
 
-def mnist_dir() -> Path | None:
-    """The real MNIST files: $PGDBENCH_DATA if it holds them, else ../shared/data/mnist, else None."""
-    for candidate in (DATA_ENV, SHARED_MNIST):
-        if candidate and (Path(candidate) / "train-images-idx3-ubyte.gz").is_file():
-            return Path(candidate)
+def _holding(filename: str, *folders) -> Path | None:
+    for folder in folders:
+        if folder and (Path(folder) / filename).is_file():
+            return Path(folder)
     return None
+
+
+def mnist_dir() -> Path | None:
+    """The real MNIST files: $PGDBENCH_DATA (or its mnist/), else ../shared/data/mnist, else None."""
+    return _holding("train-images-idx3-ubyte.gz", DATA_ENV, DATA_ENV and Path(DATA_ENV) / "mnist", SHARED_MNIST)
 
 
 def kdd_dir() -> Path | None:
-    for candidate in (KDD_ENV, SHARED_KDD):
-        if candidate and (Path(candidate) / "kddcup.data_10_percent.gz").is_file():
-            return Path(candidate)
-    return None
+    """The real KDD Cup 1999 files: $PGDBENCH_KDD_DATA, $PGDBENCH_DATA (or its kddcup99/), ../shared/data/kddcup99."""
+    return _holding("kddcup.data_10_percent.gz", KDD_ENV, DATA_ENV, DATA_ENV and Path(DATA_ENV) / "kddcup99",
+                    SHARED_KDD)
 
 
 def backend_params():

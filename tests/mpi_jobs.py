@@ -12,7 +12,7 @@ def mpiexec_or_skip() -> str:
     from pgdbench.core.protocol import module_missing
 
     if module_missing("mpi4py"):
-        pytest.skip("mpi4py not installed (pip install .[mpi])")
+        pytest.skip("mpi4py not installed (pip install -e '.[mpi]')")
     from pgdbench.harness.mpi_jobs import mpiexec
     try:
         return mpiexec()

@@ -130,5 +130,5 @@ def test_options_are_declared_data():
     assert t.opts == {"tile": 32, "fused": False}
     with pytest.raises(UsageError, match="has no option colour"):
         WithOption(spec, params, options={"colour": "red"})
-    with pytest.raises(UsageError, match="expected a int"):
+    with pytest.raises(UsageError, match="expected an integer"):
         WithOption(spec, params, options={"tile": "big"})

@@ -16,7 +16,8 @@ from pgdbench.core.model import NetSpec, Parameters, epoch_order, glorot_uniform
 from pgdbench.core.protocol import module_missing
 from tests.mpi_jobs import mpiexec_or_skip as mpiexec, run_job
 
-pytestmark = pytest.mark.skipif(module_missing("mpi4py") is not None, reason="mpi4py not installed (pip install .[mpi])")
+pytestmark = pytest.mark.skipif(module_missing("mpi4py") is not None,
+                                reason="mpi4py not installed (pip install -e '.[mpi]')")
 
 TINY = ["--layers", "784,16,10", "--dataset", "mnist-sample", "--dtype", "float64", "--quiet", "--lr", "0.5"]
 

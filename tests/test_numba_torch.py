@@ -28,7 +28,7 @@ def problem(dtype=np.float64, n=30):
 
 @pytest.fixture(scope="module")
 def nb():
-    pytest.importorskip("numba", reason="numba is not installed (pip install 'pgdbench[numba]')")
+    pytest.importorskip("numba", reason="numba is not installed (pip install -e '.[numba]')")
     import numba
 
     from implementations import _numba_kernels as kernels
@@ -146,7 +146,7 @@ def test_numba_pads_thread_slabs(nb):
 
 @pytest.fixture(scope="module")
 def th():
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'pgdbench[torch]')")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[torch]')")
     from implementations.torch_ref import TorchTrainer
     return torch, TorchTrainer
 

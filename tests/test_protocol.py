@@ -46,7 +46,7 @@ class Declares:
     ({"rule": "median"}, "option rule must be one of mean, sum, got 'median'"),
     ({"period": "-1"}, r"option period must be 0 \(once per epoch\) or positive, got -1"),
     ({"tile": "0"}, "option tile must be at least 1, got 0"),
-    ({"tile": "big"}, "option tile='big': expected a int"),
+    ({"tile": "big"}, "option tile='big': expected an integer"),
     ({"size": 3}, "backend 'declares' has no option size; its options: rule .default 'mean'."),
 ])
 def test_declared_options_are_checked_in_one_place_with_errors_naming_what_is_accepted(given, message):

@@ -1,4 +1,4 @@
-"""``pgdbench``: the command line. Each subcommand lives in ``pgdbench/cli/commands/NAME.py``.
+"""``pgdbench``: the command line; each subcommand lives in ``pgdbench/cli/commands/NAME.py``.
 
 User errors (:class:`pgdbench.errors.PgdbenchError`) print one line and exit 2;
 an interrupted command exits 130 after its results file has been closed.
@@ -34,14 +34,33 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's --help line ends with its default, unless the text already gives it."""
+    for action in parser._actions:
+        default = action.default
+        if default in (None, False, argparse.SUPPRESS) or not action.option_strings or action.help == argparse.SUPPRESS:
+            continue
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        if not action.help:
+            action.help = f"(default {shown})"
+        elif "default" not in action.help:
+            action.help = f"{action.help} (default {shown})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="pgdbench", description="A benchmark suite for parallel training of multilayer perceptrons; "
-                                                 "every command has --help.")
+    parser = Parser(prog="pgdbench", formatter_class=argparse.RawDescriptionHelpFormatter,
+                    description="A benchmark suite for parallel training of multilayer perceptrons.",
+                    epilog="Every command has --help; the README documents them all. First steps:\n"
+                           "  pgdbench list                            the backends, and which run here\n"
+                           "  pgdbench train --net net1h --epochs 10   train on the embedded MNIST sample")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name, module in COMMANDS.items():
-        p = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        # raw: the commands' descriptions keep their line breaks (examples stay one per line)
+        p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
+        show_defaults(p)
         p.set_defaults(run=module.run)
     return parser
 
@@ -62,7 +81,12 @@ def main(argv=None) -> int:
             mpi.abort(2, f"pgdbench {args.command}: error: {exc}")
         print(f"pgdbench {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of stdout went away (| head): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail too
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
     except KeyboardInterrupt:
+        if in_job:  # returning would leave the other ranks waiting in a collective for this one, for ever
+            mpi.abort(130, "", "interrupted")
         print(f"pgdbench {args.command}: interrupted", file=sys.stderr)
         return 130
     if in_job and code != 0:

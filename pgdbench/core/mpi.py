@@ -7,18 +7,24 @@ and Slurm's PMI set ``PMI_RANK``/``PMI_SIZE``; Open MPI sets
 can decide who prints and who writes files without initialising MPI. mpi4py
 is imported only by :func:`comm` and :func:`abort`.
 
-Failure policy for jobs of more than one rank: a rank that fails prints one
-line naming itself and calls ``MPI.COMM_WORLD.Abort``, which makes the
-launcher kill every other rank (which might otherwise wait forever in a
-collective). Only rank 0 writes results and parameter files, each written
-atomically, so an aborted job leaves nothing half-written.
+Failure policy for jobs of more than one rank: a rank that fails or is
+interrupted (Ctrl-C, or SIGTERM, which :func:`install_abort_hook` turns into
+a KeyboardInterrupt) prints one line naming itself and calls
+``MPI.COMM_WORLD.Abort``, which makes the launcher kill every other rank
+(which would otherwise wait forever in a collective for a partner that has
+gone: a rank that merely exits leaves its partners spinning in Allreduce).
+Only rank 0 writes results and parameter files, each written atomically, so
+an aborted job leaves nothing half-written.
 """
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from typing import Optional
 
+from pgdbench.core.protocol import install_hint
 from pgdbench.errors import BackendUnavailable
 
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
@@ -61,8 +67,7 @@ def comm():
     try:
         from mpi4py import MPI
     except ImportError as exc:
-        raise BackendUnavailable(f"mpi4py cannot be imported ({exc}); install it with pip install 'pgdbench[mpi]'") \
-            from None
+        raise BackendUnavailable(f"mpi4py cannot be imported ({exc}); {install_hint('mpi4py')}") from None
     return MPI.COMM_WORLD
 
 
@@ -77,10 +82,13 @@ def local_size(comm) -> int:
         local.Free()
 
 
-def abort(code: int, message: str) -> None:
-    """Print ``message`` (naming this rank) to stderr and abort the whole MPI job with ``code``."""
+def abort(code: int, message: str = "", what: str = "failed") -> None:
+    """Print one line naming this rank, ``what`` happened to it and ``message`` to stderr, and abort the whole MPI
+    job with ``code``."""
     rank, size = launched_rank(), launched_size()
-    print(f"pgdbench: rank {rank} of {size} failed: {message}; aborting the MPI job", file=sys.stderr, flush=True)
+    line = f"pgdbench: rank {rank} of {size} {what}{': ' + message if message else ''}; aborting the MPI job\n"
+    sys.stderr.flush()
+    os.write(2, line.encode())  # one write: mpiexec would interleave the text and its newline with other ranks
     try:
         from mpi4py import MPI
         MPI.COMM_WORLD.Abort(code)
@@ -88,14 +96,24 @@ def abort(code: int, message: str) -> None:
         os._exit(code)
 
 
+def from_root(value):
+    """Rank 0's ``value`` on every rank of a launched job (a collective: every rank calls it at the same point);
+    ``value`` itself in a single process."""
+    if launched_size() <= 1:
+        return value
+    return comm().bcast(value, root=0)
+
+
 _hook_installed = False
 
 
 def install_abort_hook() -> None:
-    """Under a job of more than one rank, make an uncaught exception on any rank abort the whole job.
+    """Under a job of more than one rank, make an uncaught exception or a SIGTERM on any rank abort the whole job.
 
     Without it a failing rank would exit while the others wait in a collective
-    for a partner that will never come.
+    for a partner that will never come. SIGTERM raises KeyboardInterrupt, as
+    Ctrl-C does, so that a terminated rank unwinds (rank 0 marks its results
+    interrupted) and then aborts the job like an interrupted one.
     """
     global _hook_installed
     if _hook_installed or launched_size() <= 1:
@@ -104,13 +122,18 @@ def install_abort_hook() -> None:
 
     def hook(kind, value, tb):
         if issubclass(kind, KeyboardInterrupt):
-            previous(kind, value, tb)
-            abort(130, "interrupted")
+            abort(130, "", "interrupted")
         previous(kind, value, tb)  # the traceback first, then the one line and the abort
         abort(1, f"{kind.__name__}: {value}")
 
     sys.excepthook = hook
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     _hook_installed = True
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def share(n: int, rank: int, size: int) -> tuple[int, int]:

@@ -68,6 +68,17 @@ def unavailable(reason: str) -> Availability:
     return Availability(False, reason)
 
 
+#: The extra of pyproject.toml that installs each optional package: every install hint names it, one way.
+EXTRAS = {"mpi4py": "mpi", "mpich": "mpi", "numba": "numba", "torch": "torch", "pyopencl": "opencl",
+          "pycuda": "cuda", "cupy": "cupy"}
+
+
+def install_hint(package: str) -> str:
+    """How to install ``package``: its extra, from the pgdbench checkout (editable, as the README installs)."""
+    extra = EXTRAS.get(package)
+    return f"pip install -e '.[{extra}]'" if extra else f"pip install {package}"
+
+
 def module_missing(*modules: str) -> Optional[Availability]:
     """An Availability saying which of ``modules`` is not installed, without importing any of them."""
     for m in modules:
@@ -76,7 +87,7 @@ def module_missing(*modules: str) -> Optional[Availability]:
         except (ImportError, ValueError):
             found = False
         if not found:
-            return unavailable(f"package {m!r} is not installed")
+            return unavailable(f"package {m!r} is not installed ({install_hint(m)})")
     return None
 
 
@@ -336,7 +347,9 @@ def convert_option(key: str, value, default):
                 return value.lower() in ("1", "true", "yes")
             return type(default)(value)
         except ValueError:
-            raise UsageError(f"option {key}={value!r}: expected a {type(default).__name__}") from None
+            what = {bool: "true or false", int: "an integer", float: "a number"}.get(type(default),
+                                                                                   f"a {type(default).__name__}")
+            raise UsageError(f"option {key}={value!r}: expected {what}") from None
     return value
 
 

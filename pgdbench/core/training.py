@@ -13,9 +13,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from pgdbench.core import reference
 from pgdbench.core.model import NetSpec, Parameters, epoch_order, glorot_uniform
 from pgdbench.core.protocol import Trainer
-from pgdbench.data.dataset import Dataset
+from pgdbench.data.dataset import Dataset, one_hot
 from pgdbench.errors import DivergedError, UsageError
 
 
@@ -73,7 +74,36 @@ def evaluate(trainer: Trainer, X: np.ndarray, y: np.ndarray, n_classes: int) -> 
     if len(X) == 0:
         return float("nan"), float("nan")
     out = trainer.predict(X.astype(trainer.dtype, copy=False))
-    return mse_loss(out, np.eye(n_classes)[y]), accuracy(out, y)
+    return mse_loss(out, one_hot(y, n_classes, np.float64)), accuracy(out, y)
+
+
+#: An output unit this close to 0 or 1 is saturated: the sigmoid's slope there (below 1e-4) passes almost no
+#: gradient back, so a net saturated everywhere cannot recover.
+SATURATION = 1e-4
+
+
+def no_learning(outputs: np.ndarray, labels: np.ndarray, loss: float, start_loss: Callable[[], float]) -> str:
+    """Why a net's outputs on (some split of) the data show it has learned nothing, or '' if they do not.
+
+    No learning: an accuracy no better than always answering the most frequent class (chance), and either
+    every output unit saturated on every example, or a loss not below the loss at the initial weights
+    (``start_loss()``, asked for only then). A net that learns, however slowly, lowers its loss, so neither
+    a small learning rate nor an early epoch is flagged; a learning rate so large that the sigmoids saturate
+    (the loss then sits at 0.5 and the accuracy at chance) is.
+    """
+    if len(labels) == 0 or outputs.shape[1] < 2:
+        return ""
+    acc = accuracy(outputs, labels)
+    chance = float(np.bincount(labels).max()) / len(labels)
+    if acc > chance:
+        return ""
+    at_chance = f"accuracy {acc:.1%} is no better than always answering the most frequent class ({chance:.1%})"
+    if np.all(np.minimum(outputs, 1 - outputs) < SATURATION):
+        return f"{at_chance} and every output unit is saturated"
+    start = start_loss()
+    if not loss < start:
+        return f"{at_chance} and the loss {loss:.4g} is not below its starting value {start:.4g}"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -154,6 +184,15 @@ def fit(trainer_cls: type, spec: NetSpec, dataset: Dataset, settings: Settings =
     check_run_arguments(dataset, settings.batch_size, settings.learning_rate, epochs)
     started = start(trainer_cls, spec, dataset, settings)
     trainer, n = started.trainer, len(dataset.X_train)
+    # whether training has gone wrong is judged on the validation split, or the training split if there is none
+    X_check, y_check = (dataset.X_val, dataset.y_val) if len(dataset.y_val) else (dataset.X_train, dataset.y_train)
+    start_losses = []
+
+    def start_loss() -> float:  # computed once, and only if needed: the loss at the initial weights
+        if not start_losses:
+            start_losses.append(reference.loss(started.initial, X_check, one_hot(y_check, dataset.n_classes)))
+        return start_losses[0]
+
     try:
         result = RunResult(trainer_cls.name, spec, settings.batch_size, settings.learning_rate, settings.threads,
                            np.dtype(settings.dtype).name, started.transfer_seconds, metadata=trainer.metadata())
@@ -169,19 +208,24 @@ def fit(trainer_cls: type, spec: NetSpec, dataset: Dataset, settings: Settings =
             elapsed = time.perf_counter() - clock
             seconds = elapsed * n / len(order)
             total += seconds
+            val_loss = val_acc = float("nan")
+            why = ""
             if evaluate_every_epoch or epoch == epochs:
-                val_loss, val_acc = evaluate(trainer, dataset.X_val, dataset.y_val, dataset.n_classes)
-            else:
-                val_loss = val_acc = float("nan")
+                out = trainer.predict(X_check.astype(trainer.dtype, copy=False))
+                loss = mse_loss(out, one_hot(y_check, dataset.n_classes, np.float64))
+                if len(dataset.y_val):
+                    val_loss, val_acc = loss, accuracy(out, y_check)
+                why = (f"the loss became {loss}" if not math.isfinite(loss)
+                       else no_learning(out, y_check, loss, start_loss))
             test_acc = (evaluate(trainer, dataset.X_test, dataset.y_test, dataset.n_classes)[1]
                         if test_every_epoch else float("nan"))
             record = EpochRecord(epoch, seconds, len(order), spec.flops_per_epoch(len(order)) / elapsed / 1e9,
                                  val_loss, val_acc, projected, total, test_acc)
             result.epochs.append(record)
-            if evaluate_every_epoch and not math.isfinite(val_loss):
+            if why:  # a net that has diverged or learns nothing has no time worth reporting
                 result.diverged = True
-                raise DivergedError(f"{trainer_cls.name}: the loss became {val_loss} in epoch {epoch} "
-                                    f"(learning rate {settings.learning_rate} too large?)")
+                raise DivergedError(f"{trainer_cls.name} diverged in epoch {epoch}: {why} "
+                                    f"(learning rate {settings.learning_rate:g} too large?)")
             if on_epoch:
                 on_epoch(record)
             if stop_when and stop_when(record):

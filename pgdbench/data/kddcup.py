@@ -9,7 +9,11 @@ standardised with the training mean and standard deviation.
 
 Labels: ``categories`` (5 classes: normal, dos, probe, r2l, u2r; the default)
 or ``types`` (the 23 labels of the training file; test records whose attack
-type never occurs in training are dropped and counted in ``source``).
+type never occurs in training are dropped and counted).
+
+A malformed training file is an error naming the line; in the test file,
+records with other than 42 fields or labels that are no KDD attack type are
+dropped and counted. Every drop is reported in the data set's summary.
 """
 from __future__ import annotations
 
@@ -34,23 +38,50 @@ CATEGORY = {
 CATEGORIES = ["normal", "dos", "probe", "r2l", "u2r"]
 
 
-def read_records(path):
+NUMERIC = [c for c in range(N_FIELDS - 1) if c not in SYMBOLIC]
+
+
+def read_records(path, *, drop_malformed: bool = False):
+    """The records of one KDD Cup file, and how many were dropped for the wrong number of fields.
+
+    A record with other than 42 fields is an error naming its line, or, with ``drop_malformed`` (the test
+    file), dropped and counted. A numeric field that is not a number is always an error naming the line.
+    """
+    import re
+    import warnings
+
     import pandas as pd
 
-    try:
-        frame = pd.read_csv(path, header=None, compression="gzip" if str(path).endswith(".gz") else None)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot be read as KDD Cup CSV ({type(exc).__name__}: {exc})") from None
-    if frame.shape[1] != N_FIELDS:
-        raise DataError(f"{path}: {frame.shape[1]} columns per record, expected {N_FIELDS}")
-    frame[41] = frame[41].astype(str).str.rstrip(".")
-    return frame
+    with warnings.catch_warnings(record=True) as caught:  # pandas reports the lines it skips as warnings
+        warnings.simplefilter("always")
+        try:
+            # names: every line is read as 42 fields (fewer are padded with NaN), the first as well as the others;
+            # blank lines kept, so that a record's position is its line number
+            frame = pd.read_csv(path, header=None, names=range(N_FIELDS), skip_blank_lines=False,
+                                on_bad_lines="warn" if drop_malformed else "error", dtype={41: str},
+                                compression="gzip" if str(path).endswith(".gz") else None, low_memory=False)
+        except Exception as exc:
+            raise DataError(f"{path}: cannot be read as KDD Cup CSV ({type(exc).__name__}: {exc})") from None
+    skipped = sorted(int(n) for w in caught for n in re.findall(r"Skipping line (\d+)", str(w.message)))
+    lines = np.setdiff1d(np.arange(1, len(frame) + len(skipped) + 1), skipped)  # the line of each record
+    short = frame[41].isna().to_numpy()  # fewer than 42 fields (or no label)
+    if short.any() and not drop_malformed:
+        raise DataError(f"{path}: line {lines[np.argmax(short)]}: fewer than {N_FIELDS} fields")
+    frame, lines = frame[~short], lines[~short]
+    for col in NUMERIC:
+        column = frame[col]
+        values = column if pd.api.types.is_numeric_dtype(column) else pd.to_numeric(column, errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(np.float64, na_value=np.nan))  # text, a missing value, inf
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise DataError(f"{path}: line {lines[k]}: field {col + 1} should be a number, got {column.iloc[k]!r}")
+        frame[col] = values
+    frame[41] = frame[41].str.rstrip(".")
+    return frame, len(skipped) + int(short.sum())
 
 
 def encode(frame, categories: dict[int, list[str]], mean=None, std=None):
-    numeric = frame.drop(columns=[*SYMBOLIC, 41]).to_numpy(np.float64)
-    if not np.all(np.isfinite(numeric)):
-        raise DataError("KDD Cup records contain non-numeric or missing values in numeric columns")
+    numeric = frame[NUMERIC].to_numpy(np.float64)
     if mean is None:
         mean, std = numeric.mean(axis=0), numeric.std(axis=0)
         std[std == 0] = 1.0
@@ -68,28 +99,39 @@ def encode(frame, categories: dict[int, list[str]], mean=None, std=None):
 def load_kddcup99(data_dir=None, labels: str = "categories", download: bool = True) -> Dataset:
     if labels not in ("categories", "types"):
         raise UsageError(f"kddcup99 labels must be 'categories' or 'types', got {labels!r}")
-    train = read_records(locate("kddcup.data_10_percent.gz", "kddcup99", data_dir, download))
-    test = read_records(locate("corrected.gz", "kddcup99", data_dir, download))
+    train_path = locate("kddcup.data_10_percent.gz", "kddcup99", data_dir, download)
+    test_path = locate("corrected.gz", "kddcup99", data_dir, download)
+    train, _ = read_records(train_path)
+    test, malformed = read_records(test_path, drop_malformed=True)
     unknown = sorted(set(train[41]) - set(CATEGORY))
     if unknown:
-        raise DataError(f"training file has unknown labels {unknown[:5]}")
+        raise DataError(f"{train_path}: unknown labels {unknown[:5]}")
     categories = {col: sorted(train[col].unique()) for col in SYMBOLIC}
     if labels == "categories":
         class_names = CATEGORIES
-        test = test[test[41].isin(list(CATEGORY))]
         to_class = {t: CATEGORIES.index(c) for t, c in CATEGORY.items()}
     else:
         class_names = sorted(train[41].unique())
         to_class = {t: k for k, t in enumerate(class_names)}
-    n_test_all = len(test)
-    test = test[test[41].isin(list(to_class))]
-    dropped = n_test_all - len(test)
+    known = test[41].isin(list(to_class))
+    strange = sorted(set(test[41][~known.to_numpy()]) - set(CATEGORY))  # not even a KDD attack type
+    unseen = int((~known).sum()) - int(test[41].isin(strange).sum())
+    test = test[known]
     X, mean, std = encode(train, categories)
     X_test, _, _ = encode(test, categories, mean, std)
     y, y_test = train[41].map(to_class).to_numpy(np.int64), test[41].map(to_class).to_numpy(np.int64)
     order = np.random.default_rng(1999).permutation(len(X))
     n_train = len(X) - len(X) // 6
     tr, va = order[:n_train], order[n_train:]
-    note = f"; {dropped} test records with attack types unseen in training dropped" if dropped else ""
+    notes = []
+    if malformed:
+        notes.append(f"{malformed} test records with other than {N_FIELDS} fields dropped")
+    if strange:
+        n = int((~known).sum()) - unseen
+        notes.append(f"{n} test records with unknown labels dropped ({', '.join(strange[:3])}"
+                     f"{', ...' if len(strange) > 3 else ''})")
+    if unseen:
+        notes.append(f"{unseen} test records with attack types unseen in training dropped")
     return Dataset(f"kddcup99:{labels}", X[tr], y[tr], X[va], y[va], X_test, y_test,
-                   n_classes=len(class_names), class_names=class_names, source=f"KDD Cup 1999 10 %{note}")
+                   n_classes=len(class_names), class_names=class_names,
+                   source="KDD Cup 1999 10 %" + "".join(f"; {n}" for n in notes), notes=notes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pgdbench.data.dataset import Dataset
-from pgdbench.data.idx import read_idx
+from pgdbench.data.idx import read_idx, read_idx_dims
 from pgdbench.data.sources import locate
 from pgdbench.errors import DataError
 
@@ -19,15 +19,21 @@ N_TRAIN = 50_000  # the rest of the 60,000 training images is the validation spl
 
 
 def read_split(images_path, labels_path, n: int) -> tuple[np.ndarray, np.ndarray]:
-    images = read_idx(images_path, (None, 28, 28))
-    labels = read_idx(labels_path, (None,))
-    if len(images) != len(labels):
-        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
-    if len(images) != n:
-        raise DataError(f"{images_path}: {len(images)} images, expected {n}")
+    # the headers first: a file is read only once its counts are known to be the standard ones
+    image_dims, label_dims = read_idx_dims(images_path), read_idx_dims(labels_path)
+    if len(image_dims) != 3 or image_dims[1:] != (28, 28):
+        raise DataError(f"{images_path}: dimensions {image_dims} in the header, expected (None, 28, 28)")
+    if image_dims[0] != label_dims[0]:
+        raise DataError(f"{images_path} has {image_dims[0]} images but {labels_path} has {label_dims[0]} labels")
+    if image_dims[0] != n:
+        raise DataError(f"{images_path}: {image_dims[0]} images, expected {n}")
+    images = read_idx(images_path, (n, 28, 28))
+    labels = read_idx(labels_path, (n,))
     if labels.max(initial=0) > 9:
         raise DataError(f"{labels_path}: labels must be digits 0-9, found {labels.max()}")
-    return (images.reshape(n, 784).astype(np.float32) / 255.0), labels.astype(np.int64)
+    X = images.reshape(n, 784).astype(np.float32)
+    X /= 255.0  # in place: one float copy of the images, not two
+    return X, labels.astype(np.int64)
 
 
 def load_mnist(data_dir=None, download: bool = True) -> Dataset:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 from pgdbench.errors import DataError
@@ -58,13 +59,15 @@ def verify(path: Path) -> None:
                         f"the file is corrupt or not the original; delete it and try again")
 
 
-def candidates(filename: str, data_dir) -> list[Path]:
-    """Folders searched, in order, for ``filename`` or its uncompressed form."""
+def candidates(filename: str, data_dir, collection: str = "") -> list[Path]:
+    """Files searched, in order: ``filename`` or its uncompressed form in --data-dir, $PGDBENCH_DATA (or, in
+    either, a subfolder named after the collection: mnist/, kddcup99/) and the cache."""
     dirs = []
-    if data_dir:
-        dirs.append(Path(data_dir))
-    if os.environ.get("PGDBENCH_DATA"):
-        dirs.append(Path(os.environ["PGDBENCH_DATA"]))
+    for given in (data_dir, os.environ.get("PGDBENCH_DATA")):
+        if given:
+            dirs.append(Path(given))
+            if collection:  # a folder holding mnist/ and kddcup99/ works as well as either of them
+                dirs.append(Path(given) / collection)
     dirs.append(cache_dir())
     names = [filename]
     if filename.endswith(".gz"):
@@ -73,18 +76,39 @@ def candidates(filename: str, data_dir) -> list[Path]:
     return [d / n for d in dirs for n in names]
 
 
+def regular_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file (through symlinks); False if nothing is there. Anything else that is
+    there (a folder, a device, a pipe, a dangling symlink) is a DataError saying what it is, not "not found"."""
+    if path.is_file():
+        return True
+    if not os.path.lexists(path):
+        return False
+    if not path.exists():
+        raise DataError(f"{path}: a symbolic link to {os.readlink(path)}, which does not exist")
+    mode = path.stat().st_mode
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a pipe" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise DataError(f"{path}: {kind}{' (through a symbolic link)' if path.is_symlink() else ''}, not a data file")
+
+
 def locate(filename: str, collection: str, data_dir=None, download: bool = True) -> Path:
     """Path of a local, verified copy of ``filename``, downloading it into the cache if needed."""
     if data_dir and not Path(data_dir).is_dir():
         raise DataError(f"--data-dir {data_dir}: no such directory")
-    for path in candidates(filename, data_dir):
-        if path.is_file():
+    for path in candidates(filename, data_dir, collection):
+        if regular_file(path):
             verify(path)
             return path
-    searched = ", ".join(sorted({str(p.parent) for p in candidates(filename, data_dir)}))
+    searched = ", ".join(dict.fromkeys(str(p.parent) for p in candidates(filename, data_dir, collection)))
     if not download:
         raise DataError(f"{filename} not found (searched {searched}) and downloading is off")
     return fetch(filename, collection, searched)
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of an error, whole: cutting it at a fixed length cut URLs mid-word."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def fetch(filename: str, collection: str, searched: str) -> Path:
@@ -103,9 +127,9 @@ def fetch(filename: str, collection: str, searched: str) -> Path:
                                   fname=filename, path=cache_dir(), progressbar=False)
             return Path(path)
         except ValueError as exc:  # pooch's hash mismatch
-            errors.append(f"{base}: checksum mismatch ({str(exc).splitlines()[0][:120]})")
+            errors.append(f"{base + filename}: checksum mismatch ({_first_line(exc)})")
         except Exception as exc:
-            errors.append(f"{base}: {type(exc).__name__}: {str(exc)[:120]}")
+            errors.append(f"{base + filename}: {type(exc).__name__}: {_first_line(exc)}")
     raise DataError(
         f"{filename} not found locally (searched {searched}) and could not be downloaded "
         f"({'; '.join(errors)}). {advice}"

@@ -16,9 +16,9 @@ from typing import Iterable, Optional
 
 from pgdbench.core import registry
 from pgdbench.core.model import resolve_net
-from pgdbench.core.protocol import usable_cpus
+from pgdbench.core.protocol import resolve_options, usable_cpus
 from pgdbench.core.training import Settings, fit
-from pgdbench.errors import DivergedError, PgdbenchError
+from pgdbench.errors import DivergedError, PgdbenchError, UsageError
 from pgdbench.harness import peak
 
 #: Defaults of the grids (bench, asv, pytest-benchmark): the paper's nets and a
@@ -57,16 +57,16 @@ def expand(backends: Iterable[str], nets: Iterable[str], batch_sizes: Iterable[i
     """Every combination, with serial-only backends at 1 thread, plus (if ``with_serial``) each
     backend's serial counterpart at 1 thread, so that speedups can be computed from the same run."""
 
-    opts = tuple(sorted((options or {}).items()))
     out: list[Config] = []
     for b, n, bs, t, dt in itertools.product(backends, nets, batch_sizes, threads, dtypes):
         cls = registry.get(b)
         if not cls.uses_threads and t != 1:
             continue
-        out.append(Config(b, n, bs, t, dt, opts if cls.options else ()))
+        opts = tuple(sorted((k, v) for k, v in (options or {}).items() if k in cls.options))  # those it declares
+        out.append(Config(b, n, bs, t, dt, opts))
         if with_serial:
             serial = cls.serial_counterpart or b
-            out.append(Config(b, n, bs, 1, dt, opts if cls.options else ()))
+            out.append(Config(b, n, bs, 1, dt, opts))
             out.append(Config(serial, n, bs, 1, dt))
     seen, unique = set(), []
     for c in out:
@@ -74,6 +74,21 @@ def expand(backends: Iterable[str], nets: Iterable[str], batch_sizes: Iterable[i
             seen.add(c)
             unique.append(c)
     return unique
+
+
+def check_options(backends: Iterable[str], options: Optional[dict]) -> None:
+    """Every option (or value of a sweep) must be declared by one of ``backends`` and valid for each that declares
+    it: checked before a grid starts, since ``expand`` hands each backend only the options it declares."""
+    classes = [registry.get(b) for b in backends]
+    for combo in option_grid(options):
+        unknown = [k for k in combo if not any(k in cls.options for cls in classes)]
+        if unknown:
+            known = sorted({k for cls in classes for k in cls.options})
+            raise UsageError(f"no backend among {', '.join(cls.name for cls in classes)} has option "
+                             f"{', '.join(unknown)}; their options: {', '.join(known) or 'none'} "
+                             f"(pgdbench list -v shows them)")
+        for cls in classes:
+            resolve_options(cls, {k: v for k, v in combo.items() if k in cls.options})
 
 
 def option_grid(options: Optional[dict]) -> list[dict]:

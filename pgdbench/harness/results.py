@@ -12,8 +12,12 @@ leaving the block writes the ``run_end``, whose status says how the block
 ended: ``complete``, ``interrupted`` (Ctrl-C, or SIGTERM, which the block
 turns into a KeyboardInterrupt) or ``failed`` (any other exception, whose type
 and message are recorded). The exception itself always goes on to the caller.
-Where there may be no file to write (no ``--results``, an MPI rank other than
-0), :func:`optional_writer` gives a :class:`NullWriter` that drops the records.
+Where there may be no file to write (no ``--results``), :func:`optional_writer`
+gives a :class:`NullWriter` that drops the records. Under mpiexec only rank 0
+writes: :func:`results_writer` gives the other ranks a :class:`RankWriter`,
+which drops the records but knows rank 0's run, so that a rank that fails or
+is interrupted, and so aborts the job (killing rank 0 before it can write
+anything), ends rank 0's run in the file with the reason.
 """
 from __future__ import annotations
 
@@ -21,12 +25,14 @@ import json
 import math
 import os
 import signal
+import stat
 import threading
 import uuid
 from pathlib import Path
 from typing import Iterable
 
-from pgdbench.core.mpi import is_root
+from pgdbench.core import mpi
+from pgdbench.errors import BackendUnavailable, OutputError
 from pgdbench.harness.machine import machine_info
 
 
@@ -44,31 +50,61 @@ def _clean(value):
 
 
 def append_record(path, record: dict) -> None:
+    """Append ``record`` as one JSON line, on a line of its own; an OutputError (one line) if it cannot be."""
     line = (json.dumps(_clean(record), sort_keys=True, default=str) + "\n").encode()
     path = Path(path)
-    if path.parent != Path(""):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        if path.parent != Path(""):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot append results ({exc.strerror or exc})") from None
+    try:
+        size = os.fstat(fd).st_size
+        # a torn last line (a short write on a full disk, a killed writer) must not swallow this record
+        if size and stat.S_ISREG(os.fstat(fd).st_mode) and _last_byte(path, size) != b"\n":
+            line = b"\n" + line
         written = os.write(fd, line)
-        if written != len(line):  # never seen for one line on a local disk, but never silent either
-            raise OSError(f"short write to {path}: {written} of {len(line)} bytes")
+        if written != len(line):  # a full disk can take part of a line: the reader skips the fragment
+            raise OutputError(f"{path}: cannot append results (disk full? {written} of {len(line)} bytes written)")
         os.fsync(fd)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot append results ({exc.strerror or exc})") from None
     finally:
         os.close(fd)
 
 
+def _last_byte(path: Path, size: int) -> bytes:
+    try:
+        with open(path, "rb") as f:  # the append descriptor is write-only
+            f.seek(size - 1)
+            return f.read(1)
+    except OSError:  # a file this process may append to but not read: nothing to go on
+        return b"\n"
+
+
 def read_records(path) -> tuple[list[dict], list[str]]:
-    """Records of a results file, and warnings for lines that could not be read."""
+    """Records (JSON objects) of a results file, and warnings for lines that could not be read: torn or corrupt
+    lines, bytes that are not UTF-8, valid JSON that is not an object (``42``, ``null``, ``[1, 2]``)."""
     records, warnings = [], []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
             try:
-                records.append(json.loads(raw))
-            except json.JSONDecodeError:
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                warnings.append(f"{path}:{number}: not UTF-8 text, line skipped")
+                continue
+            except ValueError:
                 warnings.append(f"{path}:{number}: torn or corrupt line skipped")
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                what = {type(None): "null", bool: "true or false", list: "an array", str: "a string"}.get(
+                    type(record), "a number")
+                warnings.append(f"{path}:{number}: {what}, not a record (a JSON object): line skipped")
     return records, warnings
 
 
@@ -88,8 +124,10 @@ class ResultsWriter:
         self.count = 0
         self.closed = False
         self._sigterm = None  # (previous handler,) while this writer's SIGTERM handler is installed
+        # the load says what else ran (not part of the machine: it differs from run to run)
+        load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
         append_record(self.path, {"kind": "run_start", "run_id": self.run_id, "command": command,
-                                  "machine": machine, "config": config})
+                                  "machine": machine, "config": config, "load_average": load})
 
     def write(self, record: dict) -> None:
         if self.closed:
@@ -155,20 +193,58 @@ class NullWriter:
         return False
 
 
+class RankWriter(NullWriter):
+    """A rank other than 0 of an MPI job: drops the records (rank 0 writes them), but if the block ends with an
+    exception, which makes this rank abort the job, it writes the ``run_end`` of rank 0's run (``run_id``)."""
+
+    def __init__(self, path, run_id):
+        self.path, self.run_id = Path(path), run_id
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is not None and self.run_id:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            record = {"kind": "run_end", "run_id": self.run_id, "status": "interrupted" if interrupted else "failed",
+                      "rank": mpi.launched_rank()}
+            if not interrupted:
+                record["error"] = {"type": type(exc).__name__, "message": str(exc)}
+            try:
+                append_record(self.path, record)
+            except Exception:  # the exception that ends the block is the one to report
+                pass
+        return False
+
+
+def results_writer(path, command: str, config: dict, machine: dict | None = None) -> ResultsWriter | NullWriter:
+    """A ResultsWriter on ``path`` (describing this machine unless ``machine`` is given) in a plain process and on
+    rank 0 of an MPI job; a RankWriter on the other ranks. Under mpiexec every rank must call it (rank 0 tells
+    the others its run id)."""
+    if mpi.launched_size() <= 1:
+        if not mpi.is_root():  # PMI_RANK set without a job size: nobody to tell, nothing to write
+            return NullWriter()
+        return ResultsWriter(path, command, machine_info() if machine is None else machine, config)
+    writer = ResultsWriter(path, command, machine_info() if machine is None else machine, config) \
+        if mpi.is_root() else None
+    try:
+        run_id = mpi.from_root(writer.run_id if writer else None)
+    except BackendUnavailable:  # no mpi4py: ranks cannot talk, and rank 0 writes alone
+        run_id = None
+    return writer if writer is not None else RankWriter(path, run_id)
+
+
 def optional_writer(path, command: str, config: dict) -> ResultsWriter | NullWriter:
-    """A ResultsWriter on ``path`` describing this machine, or a NullWriter when ``path`` is None or empty
-    or this process is an MPI rank other than 0 (under mpiexec only rank 0 writes files)."""
+    """:func:`results_writer`, or a NullWriter when ``path`` is None or empty."""
 
-    if not path or not is_root():
+    if not path:
         return NullWriter()
-
-    return ResultsWriter(path, command, machine_info(), config)
+    return results_writer(path, command, config)
 
 
 def run_status(records: Iterable[dict]) -> dict[str, str]:
     """run_id → 'complete', 'interrupted', 'failed' or 'incomplete' (no run_end: killed)."""
     status = {}
     for r in records:
+        if not isinstance(r.get("run_id"), str):
+            continue
         if r.get("kind") == "run_start":
             status.setdefault(r["run_id"], "incomplete")
         elif r.get("kind") == "run_end":

@@ -460,6 +460,37 @@ CLAIMS = [
 ]
 
 
+def evidence(data) -> str:
+    """What the verdicts rest on, said under the claims table: a bare yes or no reads stronger than a few
+    projected points, timed once on a loaded machine, can bear."""
+    rows = [r for r in data.rows if r.get("seconds_per_epoch")]
+    if not rows:
+        return ""
+    batches = sorted({r["batch_size"] for r in rows})
+    projected = [r for r in rows if r.get("projected")]
+    timed = [r["examples_timed"] for r in projected if isinstance(r.get("examples_timed"), int)]
+    epochs = [r["epochs"] for r in rows if isinstance(r.get("epochs"), int)]
+    loads = [(load, cpus) for load, cpus in data.loads if isinstance(load, (int, float))]
+    said = [f"{len(rows)} performance point{'s' if len(rows) > 1 else ''} at {len(batches)} batch "
+            f"size{'s' if len(batches) > 1 else ''} ({', '.join(map(str, batches))})"]
+    if projected:
+        said.append(f"{len(projected)} of them projected" + (f" from as few as {min(timed):,} examples per epoch"
+                                                            if timed else ""))
+    if epochs and min(epochs) == 1:
+        said.append("some from a single timed epoch")
+    busy = max(loads, key=lambda lc: lc[0] / (lc[1] or 1), default=None)
+    if busy:
+        said.append(f"measured at a load average up to {busy[0]:g} on {busy[1] or '?'} CPUs")
+    weak = bool(projected) or len(batches) < 3 or (epochs and min(epochs) == 1) or \
+        (busy is not None and busy[0] > 0.5 * (busy[1] or 1))
+    text = "**Strength of the evidence.** The performance verdicts rest on " + ", ".join(said) + "."
+    if weak:
+        text += (" Read them as indications, not findings: for a firm verdict, time whole epochs (no "
+                 "`--max-examples`), more batch sizes and `--epochs 3` (the median of three) on an otherwise idle "
+                 "machine.")
+    return text
+
+
 def evaluate(data) -> list[dict]:
     """The claims table for a :class:`pgdbench.reporting.collection.Collection`."""
     out = []

@@ -42,6 +42,7 @@ class Collection:
     not_ok: list = field(default_factory=list)      # grid points that were skipped / unavailable / diverged / failed
     warnings: list = field(default_factory=list)
     machines: list = field(default_factory=list)    # (cpu model, cpus, date) of every run read
+    loads: list = field(default_factory=list)       # (1-minute load average, usable CPUs) at each run's start
     commits: list = field(default_factory=list)     # git commits the results were measured at
     sources: list = field(default_factory=list)
     replicas: list = field(default_factory=list)    # averaging-study: one point per study × rule × replica count
@@ -57,7 +58,7 @@ class Collection:
         return not (self.rows or self.tta or self.replicas or self.mpi or self.dbn or self.device_checks)
 
 
-PERF_KEYS = ("backend", "net", "batch_size", "threads", "dtype", "seconds_per_epoch", "gflops", "projected",
+PERF_KEYS = ("backend", "net", "batch_size", "threads", "dtype", "seconds_per_epoch", "gflops", "projected", "epochs",
              "speedup_vs_serial", "speedup_vs_1thread", "fraction_of_peak", "test_accuracy", "val_accuracy",
              "examples_timed", "serial_counterpart", "parallelism", "options", "peak_mem_mib", "dataset")
 
@@ -127,9 +128,62 @@ def _load_file(path: Path, out: Collection) -> None:
 
 # -- pgdbench JSON lines ----------------------------------------------------------------------------
 
+_NUMBER, _INT, _TEXT, _LIST = (int, float), int, str, list
+#: The fields the report reads from each kind of record, and their types; a record without them (hand-edited,
+#: or from a foreign file) is skipped with a counted warning rather than stopping the report.
+_FIELDS = {
+    "run_start": {"run_id": _TEXT},
+    "run_end": {"run_id": _TEXT},
+    "bench": {"status": _TEXT},
+    "tta": {"backend": _TEXT, "seed": _INT, "status": _TEXT, "target": _NUMBER},
+    "tta_summary": {"backend": _TEXT, "threads": _INT, "batch_size": _INT, "target": _NUMBER, "on": _TEXT,
+                    "reached": _TEXT},
+    "averaging-study": {"replicas": _INT, "combine": _TEXT, "status": _TEXT, "oversubscribed": bool},
+}
+#: ... and the further fields of a measurement that succeeded
+_OK_FIELDS = {
+    "bench": {"backend": _TEXT, "net": _TEXT, "batch_size": _INT, "threads": _INT, "seconds_per_epoch": _NUMBER,
+              "gflops": _NUMBER},
+    "dbn": {"ranks": _INT, "rbm_seconds": _NUMBER, "layer_seconds": _LIST, "layer_epochs": _LIST,
+            "oversubscribed": bool},
+    "averaging-study": {"seconds_per_epoch": _NUMBER, "val_accuracy": _NUMBER, "test_accuracy": _NUMBER},
+}
+
+
+def _problem(r: dict) -> str:
+    """What makes a record unusable ('' if nothing): its missing fields, or fields of the wrong type."""
+    kind = r.get("kind")
+    fields = dict(_FIELDS.get(kind, {}))
+    if r.get("status", "ok") == "ok":
+        fields.update(_OK_FIELDS.get(kind, {}))
+        if kind == "bench" and "ranks" in r:
+            fields["ranks"] = _INT
+    missing = [k for k in fields if r.get(k) is None]
+    wrong = [k for k, t in fields.items() if r.get(k) is not None
+             and (not isinstance(r[k], t) or (isinstance(r[k], bool) and t is not bool))]
+    return "; ".join(filter(None, [f"no {', '.join(missing)}" if missing else "",
+                                   f"{', '.join(wrong)} of the wrong type" if wrong else ""]))
+
+
+def _usable(path: Path, records: list, warnings: list) -> list:
+    """The records the report can use; the others counted in one warning per kind of problem."""
+    kept, skipped = [], {}
+    for r in records:
+        why = _problem(r)
+        if why:
+            skipped.setdefault((r.get("kind"), why), 0)
+            skipped[(r.get("kind"), why)] += 1
+        else:
+            kept.append(r)
+    for (kind, why), n in skipped.items():
+        warnings.append(f"{path}: {n} {kind or 'untyped'} record{'s' if n > 1 else ''} skipped ({why})")
+    return kept
+
+
 def _load_jsonl(path: Path, out: Collection) -> None:
     records, warnings = read_records(path)
     out.warnings.extend(warnings)
+    records = _usable(path, records, out.warnings)
     status = run_status(records)
     starts = {r["run_id"]: r for r in records if r.get("kind") == "run_start"}
     _adopt_scaling_children(records, starts)
@@ -148,6 +202,8 @@ def _load_jsonl(path: Path, out: Collection) -> None:
     for run_id, start in starts.items():
         m = start.get("machine") or {}
         out.machines.append((m.get("cpu_model", "?"), m.get("cpus_usable"), m.get("date", "?")))
+        if isinstance(start.get("load_average"), list) and start["load_average"]:
+            out.loads.append((start["load_average"][0], m.get("cpus_usable")))
         if m.get("git_commit"):
             out.commits.append(str(m["git_commit"])[:8])
     for r in records:

@@ -8,10 +8,12 @@ studies' figures, points measured with more replicas or ranks than CPUs
 """
 from __future__ import annotations
 
+import io
 import math
 from collections import defaultdict
 from pathlib import Path
 
+from pgdbench.core.files import atomic_write_bytes
 from pgdbench.harness.grid import options_text
 from pgdbench.reporting.collection import mpi_series_label, series_label
 
@@ -42,9 +44,10 @@ def _finish(fig, caption: str, path: Path, bottom: float = 0.05) -> Path:
     """Caption (machine and date) under the axes, layout leaving it room, save as PNG, close."""
     _caption(fig, caption)
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     _plt().close(fig)
+    atomic_write_bytes(path, png.getvalue())  # whole or not at all, with report.md's mode
     return path
 
 
@@ -158,8 +161,11 @@ def thread_scaling(rows, title: str, caption: str, path: Path) -> Path | None:
         ts = [r["threads"] for r in pts]
         sp = [base / r["seconds_per_epoch"] for r in pts]
         max_t = max(max_t, *ts)
-        ax1.plot(ts, sp, marker="o", color=colors[lab], label=lab)
-        ax2.plot(ts, [s / t for s, t in zip(sp, ts)], marker="o", color=colors[lab], label=lab)
+        projected = any(r.get("projected") for r in pts)  # dashed, as in the speedup figures
+        style = {"marker": "o", "color": colors[lab], "linestyle": "--" if projected else "-",
+                 "label": lab + (" (projected)" if projected else "")}
+        ax1.plot(ts, sp, **style)
+        ax2.plot(ts, [s / t for s, t in zip(sp, ts)], **style)
     ideal = list(range(1, max_t + 1))
     ax1.plot(ideal, ideal, color="0.5", linestyle=":", label="ideal (linear)")
     ax2.axhline(1.0, color="0.5", linestyle=":", label="ideal")

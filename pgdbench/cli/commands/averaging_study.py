@@ -18,15 +18,14 @@ from __future__ import annotations
 import sys
 
 
-from pgdbench.cli.commands.common import (add_data_arguments, int_list, load_data, positive_float, positive_int,
-                                          record_config)
+from pgdbench.cli.commands.common import (add_data_arguments, check_outputs, int_list, load_data, positive_float,
+                                          positive_int, record_config, seed_list)
 from pgdbench.core import registry
 from pgdbench.core.model import resolve_net
 from pgdbench.core.protocol import check_threads, max_threads, usable_cpus
 from pgdbench.errors import UsageError
 from pgdbench.harness.grid import Config, measure
-from pgdbench.harness.machine import machine_info
-from pgdbench.harness.results import ResultsWriter
+from pgdbench.harness.results import results_writer
 from pgdbench.reporting.tables import table
 from pgdbench.studies.replicas import study_record, summarise
 
@@ -55,7 +54,7 @@ def add_arguments(p):
     p.add_argument("--epochs", type=positive_int, default=1)
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--lr", type=positive_float, default=0.5)
-    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",") if x.strip()], default=[0],
+    p.add_argument("--seeds", type=seed_list, default=[0],
                    help="comma-separated seeds (initial weights and order); the table shows their mean")
     p.set_defaults(seed=0)  # the data set's split seed (load_data); the runs use --seeds
     p.add_argument("--results", default="results/averaging-study.jsonl", help="results file to append to")
@@ -64,6 +63,7 @@ def add_arguments(p):
 def run(args):
     print("pgdbench averaging-study is deprecated and goes in the next release: use pgdbench bench --backend "
           "averaging --threads N1,N2 -o combine=average,sum (pgdbench report summarises it)", file=sys.stderr)
+    check_outputs(results=args.results)
     registry.get_available("averaging")
     combines = [c.strip() for c in args.combine.split(",") if c.strip()]
     for c in combines:
@@ -81,7 +81,7 @@ def run(args):
           f"{args.epochs} epoch(s), combine every {args.sync_every or 'epoch'}"
           f"{' minibatches' if args.sync_every else ''}, seeds {args.seeds}, {cpus} usable CPUs", flush=True)
     done: list[dict] = []
-    with ResultsWriter(args.results, "averaging-study", machine_info(), record_config(args, "seed")) as writer:
+    with results_writer(args.results, "averaging-study", record_config(args, "seed")) as writer:
         for n in replicas:
             for combine in (["average"] if n == 1 else combines):  # one replica: both rules are the identity
                 options = {"replicas": n, "combine": combine, "sync_every": args.sync_every}

@@ -31,15 +31,16 @@ import argparse
 import sys
 
 from pgdbench.cli.commands import bench_ranks
-from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, grid_progress, int_list, load_data,
-                                          parse_options, positive_float, positive_int, record_config, tqdm_progress)
-from pgdbench.core import registry
+from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, check_outputs, count,
+                                          grid_progress, int_list, load_data, parse_options, positive_float,
+                                          positive_int, record_config, seed, tqdm_progress)
+from pgdbench.core import mpi, registry
 from pgdbench.core.protocol import check_threads
-from pgdbench.harness.grid import (BATCH_SIZES, NETS, best_options, default_threads, expand, measure, option_grid,
-                                   options_text)
-from pgdbench.harness.machine import machine_info
+from pgdbench.errors import PgdbenchError
+from pgdbench.harness.grid import (BATCH_SIZES, NETS, best_options, check_options, default_threads, expand, measure,
+                                   option_grid, options_text)
 from pgdbench.harness.speedups import add_speedups
-from pgdbench.harness.results import ResultsWriter
+from pgdbench.harness.results import results_writer
 from pgdbench.reporting.tables import table
 
 HELP = "time a grid of backends × nets × batch sizes × threads (or × MPI ranks with --ranks)"
@@ -57,7 +58,7 @@ def add_arguments(p):
                         "default 1)")
     p.add_argument("--dtype", action="append", choices=["float32", "float64"])
     add_data_arguments(p, default="synthetic:50000")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the weights and example order (default 0)")
     p.add_argument("--epochs", type=positive_int, default=1, help="timed epochs per configuration (median reported)")
     p.add_argument("--lr", type=positive_float, default=0.1)
     p.add_argument("--max-examples", type=positive_int,
@@ -77,6 +78,7 @@ def run(args):
     args.batch_size = args.batch_size or list(BATCH_SIZES)
     if args.worker:
         return bench_ranks.run_worker(args)
+    check_outputs(results=args.results)
     if args.ranks:
         return bench_ranks.run(args)
     backends = args.backend or ["numpy"]
@@ -88,22 +90,25 @@ def run(args):
     for t in threads:
         check_threads(t, True, "bench")
     options = parse_options(args.option)
+    check_options(backends, options)
     dataset = load_data(args)
     configs = []
     for opts in option_grid(options):  # -o key=a,b sweeps the option's values
         configs += [c for c in expand(backends, args.net, args.batch_size, threads, args.dtype or ["float32"], opts)
                     if c not in configs]
-    print(f"{len(configs)} configurations on {dataset.summary()}; appending to {args.results}", flush=True)
+    print(f"{count(len(configs), 'configuration')} on {dataset.summary()}; appending to {args.results}", flush=True)
     records = []
     show = not args.quiet and sys.stderr.isatty()
     overall = grid_progress(show, len(configs))
     try:
-        with ResultsWriter(args.results, "bench", machine_info(),
-                           record_config(args)) as writer:
+        with results_writer(args.results, "bench", record_config(args)) as writer:  # rank 0 writes, under mpiexec
             for k, config in enumerate(configs, 1):
                 rec = measure(config, dataset, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
                               max_examples=args.max_examples, progress_factory=tqdm_progress(show, config.backend))
                 writer.write(rec)
+                if rec["status"] == "error" and mpi.launched_size() > 1:
+                    # the other ranks may be waiting in a collective for this one: end the job (the CLI aborts it)
+                    raise PgdbenchError(f"{config.label()}: {rec['reason']}")
                 records.append(rec)
                 projected = (f" (projected from {rec['examples_timed']} examples at "
                              f"{rec['examples_per_second']:.3g} examples/s)" if rec.get("projected") else "")

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import sys
 
-from pgdbench.cli.commands.common import load_data, parse_options, record_config
+from pgdbench.cli.commands.common import count, load_data, parse_options, record_config
 from pgdbench.core import mpi, registry
 from pgdbench.core.protocol import usable_cpus
 from pgdbench.errors import UsageError
 from pgdbench.harness import mpi_jobs
-from pgdbench.harness.grid import expand, measure, option_grid
+from pgdbench.harness.grid import check_options, expand, measure, option_grid
 from pgdbench.harness.machine import machine_info
 from pgdbench.harness.results import ResultsWriter, append_record
 from pgdbench.reporting.tables import table
@@ -35,7 +35,9 @@ def grid(args) -> list:
     """backend × net × batch size × threads per rank × dtype × option values, without serial counterparts (the
     baseline of a rank sweep is the same configuration at one rank)."""
     configs = []
-    for opts in option_grid(parse_options(args.option)):
+    options = parse_options(args.option)
+    check_options(args.backend or BACKENDS, options)
+    for opts in option_grid(options):
         configs += [c for c in expand(args.backend or BACKENDS, args.net, args.batch_size, args.threads or THREADS,
                                       args.dtype or ["float32"], opts, with_serial=False) if c not in configs]
     return configs
@@ -85,28 +87,39 @@ def run(args):
         if cls.device != "cluster":
             raise UsageError(f"backend {c.backend!r} is not an MPI backend; --ranks times mpi, mpi-averaging, ...")
     launcher = mpi_jobs.mpiexec()
-    print(f"{len(configs)} configurations × ranks {','.join(map(str, args.ranks))} with {launcher}; "
+    print(f"{count(len(configs), 'configuration')} × ranks {','.join(map(str, args.ranks))} with {launcher}; "
           f"appending to {args.results}", flush=True)
     records = []
     try:
         with ResultsWriter(args.results, "bench", machine_info(),
                            record_config(args, "worker")) as writer:
             for k in sorted(set(args.ranks)):  # 1 rank first: it is the baseline of the efficiencies
-                got, failure = run_job(args, k)
-                add_rank_speedups(records + got)  # fills speedup_vs_1rank / parallel_efficiency before writing
-                for rec in got:
-                    writer.write(rec)
-                    records.append(rec)
-                    print(f"[ranks={k}] {describe(rec)}", flush=True)
-                if failure:
-                    writer.write({"kind": "bench", "status": "error", "ranks": k, "reason": failure})
-                    print(f"[ranks={k}] MPI job failed: {failure}", file=sys.stderr, flush=True)
+                try:
+                    got, failure = run_job(args, k)
+                except mpi_jobs.Interrupted as stopped:  # keep what the job finished, then stop here too
+                    keep(writer, records, k, stopped.records, stopped.failure)
+                    raise
+                keep(writer, records, k, got, failure)
     finally:  # an interrupted run still shows what it measured
         if records:
             print(table(table_rows(records), COLUMNS))
             if any(r.get("oversubscribed") for r in records):
                 print("oversubscribed: more ranks × threads than CPUs on a host; those times measure contention")
     return 0
+
+
+def keep(writer, records: list, ranks: int, got: list, failure: str) -> None:
+    """Write the records of one job (and, if it failed or was interrupted, a record saying so)."""
+    add_rank_speedups(records + got)  # fills speedup_vs_1rank / parallel_efficiency before writing
+    for rec in got:
+        writer.write(rec)
+        records.append(rec)
+        print(f"[ranks={ranks}] {describe(rec)}", flush=True)
+    if failure:
+        status = "interrupted" if failure.startswith("interrupted") else "error"
+        writer.write({"kind": "bench", "status": status, "ranks": ranks, "reason": failure})
+        print(f"[ranks={ranks}] MPI job {'failed: ' if status == 'error' else ''}{failure}", file=sys.stderr,
+              flush=True)
 
 
 def run_job(args, ranks: int) -> tuple[list[dict], str]:

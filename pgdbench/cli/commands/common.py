@@ -6,9 +6,17 @@ import math
 import sys
 
 from pgdbench.core import registry
+from pgdbench.core.files import check_output
 from pgdbench.core.model import DTYPES, resolve_net
+from pgdbench.core.mpi import is_root
+from pgdbench.core.protocol import check_threads, resolve_options
 from pgdbench.data import load_dataset
 from pgdbench.errors import UsageError
+
+
+def count(n: int, noun: str, plural: str = "") -> str:
+    """``1 configuration``, ``2 configurations``: a number and its noun, agreeing."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def record_config(args, *leave_out: str) -> dict:
@@ -36,6 +44,24 @@ def positive_float(text: str) -> float:
     return value
 
 
+def seed(text: str) -> int:
+    """A random seed: NumPy's generators take non-negative integers only (-1 ended in a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed must be 0 or positive, got {value}")
+    return value
+
+
+def seed_list(text: str) -> list[int]:
+    values = [seed(t) for t in text.split(",") if t.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds, got {text!r}")
+    return values
+
+
 def int_list(text: str) -> list[int]:
     return [positive_int(t) for t in text.split(",") if t.strip()]
 
@@ -52,10 +78,12 @@ def add_data_arguments(p: argparse.ArgumentParser, default: str = "mnist-sample"
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--net", default=None, help="preset: net1h (784-1024-10) or net2h (784-1024-1024-10)")
+    p.add_argument("--net", default=None,
+                   help="preset: net1h (784-1024-10) or net2h (784-1024-1024-10) (default net1h)")
     p.add_argument("--layers", help="explicit widths, e.g. 784,300,10 (overrides --net)")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the example order")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="seed of the initial weights and the example order, 0 or positive (default 0)")
     p.add_argument("--no-shuffle", action="store_true", help="visit the examples in file order every epoch")
 
 
@@ -82,23 +110,37 @@ def resolve_spec(args, dataset, net=None):
     return resolve_net(net if net is not None else args.net, args.layers, dataset.n_features, dataset.n_classes)
 
 
-def tqdm_progress(enabled: bool, label: str):
-    """A progress_factory for training.fit: one bar per epoch, with time left."""
-    if not enabled:
-        return None
-    from tqdm import tqdm
+class EpochBars:
+    """A progress_factory for training.fit: one bar per epoch, with time left, gone once the epoch's examples are
+    done, so that the line printed for the epoch starts on a clean line (the bar writes to stderr, the epoch
+    line to stdout, and on a terminal both land on the same line). :meth:`close` removes a bar still shown."""
 
-    bars = {}
+    def __init__(self, label: str):
+        self.label, self.bar = label, None
 
-    def factory(epoch: int, total: int):
-        if bars:
-            bars.popitem()[1].close()
-        bar = tqdm(total=total, desc=f"{label} epoch {epoch}", unit="ex", unit_scale=True, leave=False,
-                   file=sys.stderr, mininterval=0.5)
-        bars[epoch] = bar
-        return bar.update
+    def __call__(self, epoch: int, total: int):
+        from tqdm import tqdm
 
-    return factory
+        self.close()
+        self.bar = tqdm(total=total, desc=f"{self.label} epoch {epoch}", unit="ex", unit_scale=True, leave=False,
+                        file=sys.stderr, mininterval=0.5)
+
+        def update(n: int = 1) -> None:
+            if self.bar is not None:
+                self.bar.update(n)
+                if self.bar.n >= self.bar.total:
+                    self.close()
+        return update
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def tqdm_progress(enabled: bool, label: str) -> EpochBars | None:
+    """Per-epoch progress bars for training.fit, or None (no bars) when not ``enabled``."""
+    return EpochBars(label) if enabled else None
 
 
 class _Lines:
@@ -136,10 +178,30 @@ def grid_progress(enabled: bool, total: int):
     return _Bar(total) if enabled else _Lines()
 
 
-def prepare_run(args):
-    """The backend class, its options, the data set and the net of a single-backend command (train, tune, ...)."""
+def check_outputs(results=None, save=None, out=None) -> None:
+    """The files a command will write (``--results`` appended to, ``--save`` replaced, ``--out`` a folder),
+    checked before the work, so that none is lost for want of a place to put it. Under mpiexec only rank 0
+    writes, and only it checks."""
+    if not is_root():
+        return
+    if results:
+        check_output(results, "--results", replace=False)
+    if save:
+        check_output(save, "--save")
+    if out:
+        check_output(out, "--out", folder=True)
 
+
+def prepare_run(args):
+    """The backend class, its options, the data set and the net of a single-backend command (train, tune, ...).
+
+    Everything that can be checked without the data is checked first (outputs, backend, threads, options), so
+    that a mistake costs no data loading."""
+
+    check_outputs(results=getattr(args, "results", None), save=getattr(args, "save", None))
     cls = registry.get_available(args.backend)
+    check_threads(args.threads, cls.uses_threads, cls.name)
     options = parse_options(args.option)
+    resolve_options(cls, options)
     dataset = load_data(args)
     return cls, options, dataset, resolve_spec(args, dataset)

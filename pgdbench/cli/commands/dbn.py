@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import sys
 
-from pgdbench.cli.commands.common import (add_data_arguments, int_list, load_data, positive_float, positive_int,
-                                          record_config)
+from pgdbench.cli.commands.common import (add_data_arguments, check_outputs, int_list, load_data, positive_float,
+                                          positive_int, record_config, seed)
 from pgdbench.core import mpi
 from pgdbench.core.model import Parameters
 from pgdbench.core.protocol import check_threads, usable_cpus
@@ -62,7 +62,7 @@ def add_arguments(p):
     p.add_argument("--tau-rms", type=positive_float, default=1e-4,
                    help="τ_ERMS of the fine-tuning stopping rule on the training RMS error (default 1e-4)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the weights, shards and CD-1 samples (default 0)")
     p.add_argument("--threads", type=positive_int, default=1, help="BLAS threads per rank (default 1)")
     p.add_argument("--scaling", type=int_list, metavar="K1,K2,...",
                    help="scaling study: one MPI job per rank count, spawned with mpiexec")
@@ -78,6 +78,7 @@ def add_arguments(p):
 def run(args):
     if args.finetune_epochs < 0:
         raise UsageError(f"--finetune-epochs must be ≥ 0, got {args.finetune_epochs}")
+    check_outputs(results=args.results, save=args.save)
     return run_scaling(args) if args.scaling else run_one(args)
 
 
@@ -173,18 +174,15 @@ def run_scaling(args):
     with ResultsWriter(args.results, "dbn-scaling", machine_info(), record_config(args)) as writer:
         for k in ranks:
             for rep in range(args.repeats):
-                got, failure = mpi_jobs.run_job(k, lambda out: child_argv(args, out, args.seed + rep),
-                                           hostfile=args.hostfile, timeout=args.timeout, echo=not args.quiet,
-                                           prefix="pgdbench-dbn-")
-                got = [r for r in got if r.get("kind") in ("dbn", "dbn_layer")]
-                for rec in got:  # under this run's id; the child job's own id is kept as job_run_id
-                    child = {k: v for k, v in rec.items() if k != "run_id"}
-                    writer.write({**child, "job_run_id": rec.get("run_id"), "repeat": rep})
-                summary = next((r for r in got if r["kind"] == "dbn"), None)
-                if failure or summary is None:
-                    reason = failure or "no summary record"
-                    writer.write({"kind": "dbn", "status": "error", "ranks": k, "repeat": rep, "reason": reason})
-                    print(f"[ranks={k}] failed: {reason}", file=sys.stderr, flush=True)
+                try:
+                    got, failure = mpi_jobs.run_job(k, lambda out: child_argv(args, out, args.seed + rep),
+                                                    hostfile=args.hostfile, timeout=args.timeout,
+                                                    echo=not args.quiet, prefix="pgdbench-dbn-")
+                except mpi_jobs.Interrupted as stopped:  # keep what the job finished, then stop here too
+                    keep_job(writer, k, rep, stopped.records, stopped.failure)
+                    raise
+                summary = keep_job(writer, k, rep, got, failure)
+                if summary is None:
                     continue
                 runs.append(summary)
                 print(f"[ranks={k}{', run ' + str(rep + 1) if args.repeats > 1 else ''}] RBM time "
@@ -208,6 +206,22 @@ def run_scaling(args):
                       "oversubscribed": [r["oversubscribed"] for r in rows],
                       "exponent": exponent, "exponent_all": exponent_all, "paper_exponent": -0.86})
     return 0
+
+
+def keep_job(writer, ranks: int, repeat: int, got: list, failure: str):
+    """Write one job's records under the study's run id; its summary record, or None (recorded) if it failed."""
+    got = [r for r in got if r.get("kind") in ("dbn", "dbn_layer")]
+    for rec in got:  # under this run's id; the child job's own id is kept as job_run_id
+        child = {key: v for key, v in rec.items() if key != "run_id"}
+        writer.write({**child, "job_run_id": rec.get("run_id"), "repeat": repeat})
+    summary = next((r for r in got if r["kind"] == "dbn"), None)
+    if failure or summary is None:
+        reason = failure or "no summary record"
+        status = "interrupted" if reason.startswith("interrupted") else "error"
+        writer.write({"kind": "dbn", "status": status, "ranks": ranks, "repeat": repeat, "reason": reason})
+        print(f"[ranks={ranks}] {'failed: ' if status == 'error' else ''}{reason}", file=sys.stderr, flush=True)
+        return None
+    return summary
 
 
 def fmt_exp(value: float) -> str:

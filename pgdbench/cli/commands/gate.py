@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from pgdbench.cli.commands.common import int_list, positive_float, positive_int, record_config
+from pgdbench.cli.commands.common import check_outputs, int_list, positive_float, positive_int, record_config
 from pgdbench.harness.gate import Gate, GateSettings, prepare_revisions, report_lines, repository_root
 from pgdbench.harness.machine import cpu_model
 from pgdbench.harness.points import check_point_set, load_point_set
@@ -62,6 +62,7 @@ def add_arguments(p):
 
 
 def run(args):
+    check_outputs(results=args.results)
     settings = GateSettings(threshold=args.threshold, confidence=args.confidence, budget=args.budget,
                             pairs=args.pairs, min_rounds=args.min_rounds, max_rounds=args.max_rounds, clock=args.clock, seed=args.seed, python=args.python)
     point_set = load_point_set(args.points).restricted(args.backend, args.net, args.batch_size, args.threads)

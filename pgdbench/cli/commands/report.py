@@ -22,8 +22,10 @@ Example: pgdbench bench --results results/paper.jsonl && pgdbench report results
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from pgdbench.cli.commands.common import check_outputs, count
 from pgdbench.core.files import atomic_write_text
 from pgdbench.errors import DataError
 from pgdbench.reporting.collection import load
@@ -41,17 +43,27 @@ def add_arguments(p):
 
 
 def run(args):
+    check_outputs(out=args.out)
     data = load(args.results)
     if data.empty():
-        raise DataError(f"no usable results in {', '.join(args.results)} "
-                        f"({len(data.not_ok)} failed or skipped points, {len(data.warnings)} warnings)")
+        print_warnings(data.warnings, sys.stderr)
+        skipped = count(len(data.not_ok), "failed or skipped point")
+        raise DataError(f"no usable results in {', '.join(args.results)} ({skipped}, "
+                        f"{count(len(data.warnings), 'warning')} above)")
     out = Path(args.out)
     figures = make_figures(data, out)
     text = markdown(data, figures, args.title)
     atomic_write_text(out / "report.md", text)
-    print(f"{len(figures)} figures and {out / 'report.md'} written "
-          f"({len(data.rows)} performance points, {len(data.tta)} tta runs, {len(data.averaging_records)} "
-          f"averaging-study runs, {len(data.mpi)} mpi-bench points, {len(data.dbn_records)} DBN runs)")
-    for w in data.warnings:
-        print(f"warning: {w}")
+    print(f"{count(len(figures), 'figure')} and {out / 'report.md'} written "
+          f"({count(len(data.rows), 'performance point')}, {count(len(data.tta), 'tta run')}, "
+          f"{count(len(data.averaging_records), 'averaging-study run')}, {count(len(data.mpi), 'mpi-bench point')}, "
+          f"{count(len(data.dbn_records), 'DBN run')})")
+    print_warnings(data.warnings, sys.stdout)
     return 0
+
+
+def print_warnings(warnings: list[str], stream) -> None:
+    if warnings:
+        print(f"{count(len(warnings), 'warning')}:", file=stream)
+    for w in warnings:
+        print(f"warning: {w}", file=stream)

@@ -19,15 +19,14 @@ import math
 import statistics
 import sys
 
-from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, parse_options, positive_float,
-                                          positive_int, record_config, tqdm_progress)
+from pgdbench.cli.commands.common import (add_data_arguments, add_option_argument, check_outputs, parse_options,
+                                          positive_float, positive_int, record_config, seed_list, tqdm_progress)
 from pgdbench.core import registry
 from pgdbench.core.model import resolve_net
 from pgdbench.core.training import Settings, fit
 from pgdbench.data import load_dataset
 from pgdbench.errors import DivergedError, PgdbenchError, UsageError
-from pgdbench.harness.machine import machine_info
-from pgdbench.harness.results import ResultsWriter
+from pgdbench.harness.results import results_writer
 from pgdbench.reporting.tables import table
 
 HELP = "wall time to reach a target accuracy (median and spread over seeds)"
@@ -42,7 +41,8 @@ def add_arguments(p):
     p.add_argument("--target", type=_fraction, default=0.97, help="target accuracy, 0..1 (default 0.97)")
     p.add_argument("--on", choices=["val", "test"], default="val",
                    help="split whose accuracy must reach the target (default val)")
-    p.add_argument("--seeds", type=_int_list0, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2; ≥3 advised)")
+    p.add_argument("--seeds", type=seed_list, default=[0, 1, 2],
+                   help="comma-separated seeds (default 0,1,2; ≥3 advised)")
     p.add_argument("--max-epochs", type=positive_int, default=50, help="give up after this many epochs (default 50)")
     p.add_argument("--max-seconds", type=positive_float, help="give up once this much training time has passed")
     # sigmoid + MSE learns slowly: batch 16 at rate 0.25 is what gets Net-1h past 95 % within 25 epochs
@@ -63,18 +63,8 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _int_list0(text: str) -> list[int]:
-    import argparse
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected non-negative seeds, got {text!r}")
-    return values
-
-
 def run(args):
+    check_outputs(results=args.results)
     backends = args.backend or ["numpy"]
     classes = [registry.get_available(b) for b in backends]
     options = parse_options(args.option)
@@ -87,8 +77,7 @@ def run(args):
           f"at most {args.max_epochs} epochs; appending to {args.results}", flush=True)
     summaries = []
     try:
-        with ResultsWriter(args.results, "tta", machine_info(),
-                           record_config(args)) as writer:
+        with results_writer(args.results, "tta", record_config(args)) as writer:  # rank 0 writes, under mpiexec
             for cls in classes:
                 runs = []
                 for seed in args.seeds:

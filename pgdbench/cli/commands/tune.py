@@ -2,7 +2,9 @@
 best validation accuracy.
 
 Default grid: 0.001, 0.002, 0.01, 0.1, 0.5, 1.0 (the paper's). A rate at which
-the loss diverges is reported as such and never chosen.
+training diverges (the loss becomes NaN or infinite) or learns nothing (accuracy
+at chance with every output unit saturated, or with a loss that never fell below
+its starting value) is reported as diverged and never chosen.
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ def add_arguments(p):
     add_model_arguments(p)
     add_data_arguments(p)
     p.add_argument("--grid", type=float_list, default=PAPER_GRID, help="comma-separated learning rates")
-    p.add_argument("--epochs", type=positive_int, default=2)
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--epochs", type=positive_int, default=2, help="epochs at each rate")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="examples per minibatch")
+    p.add_argument("--threads", type=positive_int, default=1, help="threads the backend may use")
     add_option_argument(p)
     p.add_argument("--results", metavar="FILE.jsonl", help="append one record per rate to this results file")
 
@@ -55,7 +57,8 @@ def run(args):
     best = max(good, key=lambda r: r["val_accuracy"])
     for r in rows:
         r["best"] = "<- best" if r is best else ""
-    print(table(rows, [("lr", "learning rate"), ("val_accuracy", "val accuracy"), ("val_loss", "val loss"),
+        r["rate"] = f"{r['lr']:g}"
+    print(table(rows, [("rate", "learning rate"), ("val_accuracy", "val accuracy"), ("val_loss", "val loss"),
                        ("status", "status"), ("best", "")]))
     print(f"best learning rate: {best['lr']:g} (validation accuracy {best['val_accuracy']:.2%})")
     return 0
