@@ -38,7 +38,7 @@ class CupyTrainer(XpTrainer):
     @classmethod
     def availability(cls):
         if module_missing("cupy") is not None:
-            return unavailable("package cupy not installed (pip install '.[cupy]')")
+            return unavailable("package cupy not installed (pip install -e '.[cupy]')")
         try:
             import cupy
 

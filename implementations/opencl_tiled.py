@@ -1,6 +1,6 @@
 """``opencl``: the tiled kernels of ``kernels/mlp_step.cluda`` through PyOpenCL, on any OpenCL device.
 
-Without a GPU this runs on PoCL's CPU device (``pip install '.[opencl]'``
+Without a GPU this runs on PoCL's CPU device (``pip install -e '.[opencl]'``
 brings PoCL from PyPI), which is how the kernels -- and the runner the
 ``pycuda`` backend shares -- are tested on machines without a GPU.
 
@@ -129,7 +129,7 @@ class OpenCLTrainer(TiledTrainer):
     @classmethod
     def availability(cls):
         if module_missing(*cls.requires) is not None:
-            return unavailable("package pyopencl not installed (pip install '.[opencl]')")
+            return unavailable("package pyopencl not installed (pip install -e '.[opencl]')")
         try:
             devices = _devices()
         except Exception as exc:           # a broken ICD must not break `pgdbench list`

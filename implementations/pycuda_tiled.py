@@ -158,7 +158,7 @@ class PyCudaTrainer(TiledTrainer):
     @classmethod
     def availability(cls):
         if module_missing(*cls.requires) is not None:
-            return unavailable("pycuda not installed (pip install '.[cuda]' where the CUDA driver is)")
+            return unavailable("pycuda not installed (pip install -e '.[cuda]' where the CUDA driver is)")
         try:
             import pycuda.driver as drv
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_dry_run_writes_everything_within_its_budget(tmp_path):
-    pytest.importorskip("pyopencl", reason="pyopencl not installed (pip install '.[opencl]'): the dry run uses PoCL")
+    pytest.importorskip("pyopencl", reason="pyopencl not installed (pip install -e '.[opencl]'): the dry run uses PoCL")
     if shutil.which("bash") is None:
         pytest.skip("no bash here")
     out = tmp_path / "out"

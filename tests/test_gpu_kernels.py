@@ -89,7 +89,7 @@ def test_every_configuration_fits_a_work_group():
 
 def nvrtc_compile(source: str, arch: str = "compute_90") -> bytes:
     """PTX from NVRTC with the options CupyDevice gives RawModule, without a GPU (no device query)."""
-    compiler = pytest.importorskip("cupy.cuda.compiler", reason="cupy not installed (pip install '.[cupy]')")
+    compiler = pytest.importorskip("cupy.cuda.compiler", reason="cupy not installed (pip install -e '.[cupy]')")
     from implementations.cupy_tiled import NVRTC_OPTIONS
 
     try:
@@ -113,7 +113,7 @@ def test_nvrtc_compiles_the_cupy_tiled_source(dtype, group):
 # -- PoCL: each product of a step against NumPy -------------------------------------------------------
 
 def opencl_trainer_class():
-    pytest.importorskip("pyopencl", reason="pyopencl not installed (pip install '.[opencl]')")
+    pytest.importorskip("pyopencl", reason="pyopencl not installed (pip install -e '.[opencl]')")
     from implementations.opencl_tiled import OpenCLTrainer
 
     avail = OpenCLTrainer.availability()
