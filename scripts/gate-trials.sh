@@ -7,6 +7,10 @@
 #
 #   scripts/gate-trials.sh [N] [OUT] [-- extra pgdbench gate options]     (from the repository root)
 #
+# With BUSY=K (default 0), K other jobs run beside the gate for the whole trial, each keeping one core busy
+# with a 1-thread GEMM loop (and the memory traffic that goes with it): "other work running", made the same
+# for every trial. The gate's own measure of the load it saw is in each run's output either way.
+#
 # With ASV_RUNS=K (default 0) it then runs asv's own comparison as docs/benchmarks.md gives it,
 # `asv continuous --factor 1.05 -a rounds=4 -b time_step BASE CANDIDATE`, K times on the comment-only commit and once on
 # the slower one (asv must be installed beside $PYTHON; `asv machine --yes` run once).
@@ -28,7 +32,8 @@ ROOT=$(git rev-parse --show-toplevel)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+BUSY_PIDS=()
+trap 'kill "${BUSY_PIDS[@]}" 2>/dev/null; rm -rf "$WORK"' EXIT
 git clone --quiet "$ROOT" "$WORK/clone"
 cd "$WORK/clone"
 git -c advice.detachedHead=false checkout --quiet "$(git -C "$ROOT" rev-parse HEAD)"
@@ -76,6 +81,17 @@ for REV in "$SLOWER" "$COMMENT"; do
   "$PY" -m pgdbench.cli gate "$BASE" "$REV" --backend numba --threads 1 --batch-size 32 --budget 60 --quiet \
     --results "$OUT/warm-up.jsonl" > /dev/null 2>&1 || true
 done
+
+for _ in $(seq 1 "${BUSY:-0}"); do
+  OPENBLAS_NUM_THREADS=1 "$PY" -c "
+import numpy as np
+a = np.random.default_rng(0).random((512, 512), dtype=np.float32)
+while True:
+    a = (a @ a) / 512
+" &
+  BUSY_PIDS+=($!)
+done
+echo "other jobs keeping a core busy: ${BUSY:-0}" | tee -a "$OUT/trials.txt"
 
 for i in $(seq 1 "$N"); do
   for kind in slower comment; do
