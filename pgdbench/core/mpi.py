@@ -22,11 +22,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Optional
 
 from pgdbench.core.protocol import install_hint
 from pgdbench.errors import BackendUnavailable
 
+ABORT_GRACE_SECONDS = 0.5  # time for mpiexec to forward the aborting rank's last line
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
@@ -89,6 +91,9 @@ def abort(code: int, message: str = "", what: str = "failed") -> None:
     line = f"pgdbench: rank {rank} of {size} {what}{': ' + message if message else ''}; aborting the MPI job\n"
     sys.stderr.flush()
     os.write(2, line.encode())  # one write: mpiexec would interleave the text and its newline with other ranks
+    # mpiexec forwards a rank's stderr asynchronously; aborting at once let it tear the job down before the
+    # line above was forwarded (seen on a loaded 2-core CI machine: the interrupted rank said nothing)
+    time.sleep(ABORT_GRACE_SECONDS)
     try:
         from mpi4py import MPI
         MPI.COMM_WORLD.Abort(code)
