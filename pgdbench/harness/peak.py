@@ -70,3 +70,9 @@ def lookup(dtype: str, threads: int) -> float | None:
     """Stored peak GFLOP/s for this machine, or None if `pgdbench peak` has not been run here."""
     entry = load_all().get(machine_key())
     return entry["gflops"].get(f"{dtype}/{threads}") if entry else None
+
+
+def fraction_fields(gflops: float, dtype: str, threads: int) -> dict:
+    """The record's fields about the peak: the stored peak for this dtype and thread count, and the fraction."""
+    machine_peak = lookup(dtype, threads)
+    return {"peak_gflops": machine_peak, "fraction_of_peak": gflops / machine_peak if machine_peak else None}

@@ -35,10 +35,11 @@ from pgdbench.cli.commands.common import (add_data_arguments, add_option_argumen
                                           parse_options, positive_float, positive_int, record_config, tqdm_progress)
 from pgdbench.core import registry
 from pgdbench.core.protocol import check_threads
+from pgdbench.harness import grid
 from pgdbench.harness.grid import (BATCH_SIZES, NETS, best_options, default_threads, expand, measure, option_grid,
                                    options_text)
 from pgdbench.harness.machine import machine_info
-from pgdbench.harness.speedups import add_speedups
+from pgdbench.harness.speedups import add_speedups, paired_ratios
 from pgdbench.harness.results import ResultsWriter
 from pgdbench.reporting.tables import table
 
@@ -58,7 +59,15 @@ def add_arguments(p):
     p.add_argument("--dtype", action="append", choices=["float32", "float64"])
     add_data_arguments(p, default="synthetic:50000")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=positive_int, default=1, help="timed epochs per configuration (median reported)")
+    p.add_argument("--epochs", type=positive_int,
+                   help="timed epochs per configuration, median reported (default 1; with --interleave: 5 rounds)")
+    p.add_argument("--interleave", action="store_true",
+                   help="measure the configurations of each net × batch size × dtype in one process, epoch by epoch "
+                        "in turn (A, B, A, B, ...), so that their ratios are paired round by round")
+    p.add_argument("--baseline", action="append", metavar="BACKEND",
+                   help="print every point's speed relative to this backend at the same net, batch, threads and "
+                        "dtype (repeatable; added to the run; with --interleave: median and range of the per-round "
+                        "ratios)")
     p.add_argument("--lr", type=positive_float, default=0.1)
     p.add_argument("--max-examples", type=positive_int,
                    help="time only this many examples per epoch (epoch time reported as projected)")
@@ -73,6 +82,7 @@ def add_arguments(p):
 
 
 def run(args):
+    args.epochs = epochs = args.epochs or (5 if args.interleave else 1)
     args.net = args.net or list(NETS)
     args.batch_size = args.batch_size or list(BATCH_SIZES)
     if args.worker:
@@ -82,6 +92,8 @@ def run(args):
     backends = args.backend or ["numpy"]
     if "all" in backends:
         backends = registry.names()
+    baselines = args.baseline or []
+    backends = list(dict.fromkeys([*backends, *baselines]))
     for b in backends:
         registry.get(b)
     threads = args.threads or default_threads()
@@ -93,48 +105,82 @@ def run(args):
     for opts in option_grid(options):  # -o key=a,b sweeps the option's values
         configs += [c for c in expand(backends, args.net, args.batch_size, threads, args.dtype or ["float32"], opts)
                     if c not in configs]
-    print(f"{len(configs)} configurations on {dataset.summary()}; appending to {args.results}", flush=True)
+    mode = f", interleaved in {epochs} rounds" if args.interleave else ""
+    print(f"{len(configs)} configurations on {dataset.summary()}{mode}; appending to {args.results}", flush=True)
     records = []
     show = not args.quiet and sys.stderr.isatty()
     overall = grid_progress(show, len(configs))
+
+    def report(rec, k):
+        projected = (f" (projected from {rec['examples_timed']} examples at "
+                     f"{rec['examples_per_second']:.3g} examples/s)" if rec.get("projected") else "")
+        line = (f"{rec['seconds_per_epoch']:.3f} s/epoch{projected}, "
+                f"{rec['gflops']:.1f} GFLOP/s" if rec["status"] == "ok" else f"{rec['status']}: {rec['reason']}")
+        overall.write(f"[{k}/{len(configs)}] {grid.config_of(rec).label()}: {line}")
+        overall.update(1)
+
     try:
         with ResultsWriter(args.results, "bench", machine_info(),
                            record_config(args)) as writer:
-            for k, config in enumerate(configs, 1):
-                rec = measure(config, dataset, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
-                              max_examples=args.max_examples, progress_factory=tqdm_progress(show, config.backend))
-                writer.write(rec)
-                records.append(rec)
-                projected = (f" (projected from {rec['examples_timed']} examples at "
-                             f"{rec['examples_per_second']:.3g} examples/s)" if rec.get("projected") else "")
-                line = (f"{rec['seconds_per_epoch']:.3f} s/epoch{projected}, "
-                        f"{rec['gflops']:.1f} GFLOP/s" if rec["status"] == "ok" else f"{rec['status']}: {rec['reason']}")
-                overall.write(f"[{k}/{len(configs)}] {config.label()}: {line}")
-                overall.update(1)
+            if args.interleave:
+                for group in grid.interleave_groups(configs):
+                    for rec in grid.measure_interleaved(group, dataset, rounds=epochs, learning_rate=args.lr,
+                                                        seed=args.seed, max_examples=args.max_examples):
+                        writer.write(rec)
+                        records.append(rec)
+                        report(rec, len(records))
+            else:
+                for config in configs:
+                    rec = measure(config, dataset, epochs=epochs, learning_rate=args.lr, seed=args.seed,
+                                  max_examples=args.max_examples,
+                                  progress_factory=tqdm_progress(show, config.backend))
+                    writer.write(rec)
+                    records.append(rec)
+                    report(rec, len(records))
     finally:  # an interrupted grid still shows what it measured
         overall.close()
         if records:
-            print_table(add_speedups(records))
+            add_speedups(records)
+            for b in baselines:
+                paired_ratios(records, b)
+            print_table(records, baselines)
             print_best_options(records)
     return 0
 
 
-def print_table(records):
+def print_table(records, baselines=()):
     rows = []
     for r in records:
         row = dict(r)
+        if r.get("options"):
+            row["backend"] = f"{r['backend']} [{options_text(r['options'])}]"
         if r.get("status") == "ok":
             row["tpe"] = f"{r['seconds_per_epoch']:.3f}{'*' if r['projected'] else ''}"
             row["peak"] = f"{r['fraction_of_peak']:.0%}" if r.get("fraction_of_peak") else "-"
             row["acc"] = f"{r['test_accuracy']:.1%}"
+            times = r.get("epoch_seconds") or []
+            if len(times) > 1:  # the epochs' spread around the median, in per cent
+                row["spread"] = f"±{50 * (max(times) - min(times)) / r['seconds_per_epoch']:.0f}%"
+            for b in baselines:
+                value = (r.get("ratio_vs") or {}).get(b)
+                spread = (r.get("ratio_vs_range") or {}).get(b)
+                row[f"vs {b}"] = (None if value is None else
+                                  f"{value:.2f}" + (f" [{spread[0]:.2f}-{spread[1]:.2f}]" if spread else ""))
         else:
             row["tpe"] = r.get("status")
         rows.append(row)
     print(table(rows, [("backend", "backend"), ("net", "net"), ("batch_size", "batch"), ("threads", "threads"),
-                       ("dtype", "dtype"), ("tpe", "s/epoch"), ("gflops", "GFLOP/s"), ("peak", "of peak"),
-                       ("speedup_vs_serial", "vs serial"), ("speedup_vs_1thread", "vs 1 thread"), ("acc", "test acc")]))
+                       ("dtype", "dtype"), ("tpe", "s/epoch"), ("spread", "spread"), ("gflops", "GFLOP/s"),
+                       ("peak", "of peak"), ("speedup_vs_serial", "vs serial"), ("speedup_vs_1thread", "vs 1 thread"),
+                       *[(f"vs {b}", f"× {b}") for b in baselines], ("acc", "test acc")]))
     if any(r.get("projected") for r in records):
         print("* projected: timed on part of an epoch and extrapolated to the whole epoch")
+    if any(len(r.get("epoch_seconds") or []) > 1 for r in records):
+        print("spread: half the range of the timed epochs, relative to their median")
+    for b in baselines:
+        print(f"× {b}: how many times faster than {b} at the same net, batch, threads and dtype"
+              + ("; median [least-greatest] of the per-round ratios" if any(r.get("interleaved") for r in records)
+                 else ""))
 
 
 def print_best_options(records):
