@@ -22,6 +22,30 @@ def caption(data) -> str:
     return f"Machine: {'; '.join(machines)}. Measured {span}.{on}{at} pgdbench report."
 
 
+def peak_lines(rows) -> list[str]:
+    """Where the "of peak" column's peak comes from: which BLAS set it, on what machine and when; or that the
+    results carry none, or one from another machine."""
+    with_peak = [r for r in rows if r.get("peak_gflops")]
+    lines = ["\"of peak\": GFLOP/s over the best GEMM that any BLAS the suite can call reached at the same dtype and "
+             "threads (`pgdbench peak`); \"of limit\": over the cores' theoretical limit (vector lanes × FMA units "
+             "× 2 × clock), which nothing can exceed."]
+    if not with_peak:
+        return lines + ["", "**No peak**: these results were measured where `pgdbench peak` had not been run; the "
+                            "fractions are missing."]
+    sources = sorted({(str(r.get("peak_machine")), str(r.get("peak_date"))[:10], r.get("peak_from") or "?",
+                       r.get("peak_provider") or "numpy") for r in with_peak})
+    for machine, date, relation, provider in sources:
+        where = "" if relation == "this machine" else f" — **from {relation}**, not the machine of the results"
+        lines.append(f"- peak measured on {machine}, {date}, best BLAS: {provider}{where}")
+    missing = len(rows) - len(with_peak)
+    if missing:
+        lines.append(f"- {missing} rows have no peak (none measured on their machine)")
+    if any((r.get("fraction_of_peak") or 0) > 1 for r in rows):
+        lines.append("- (!) above the stored peak: it was measured low (a busy machine, or older pgdbench that "
+                     "timed NumPy's BLAS only); run `pgdbench peak` again")
+    return lines
+
+
 def make_figures(data, out: Path) -> list[tuple[str, Path]]:
     cap = caption(data)
     projected = any(r.get("projected") for r in data.rows)
@@ -106,14 +130,18 @@ def markdown(data, figures, title) -> str:
             lines += [f"### {name}", "", f"![{name}]({path.name})", ""]
     if data.rows:
         lines += ["## Performance", "", "`*` projected: timed on part of an epoch and scaled to the full epoch.", "",
-                  "| net | series | batch | s/epoch | GFLOP/s | vs serial | vs 1 thread | of peak | source |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  *peak_lines(data.rows), "",
+                  "| net | series | batch | s/epoch | GFLOP/s | vs serial | vs 1 thread | of peak | of limit | source |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(data.rows, key=lambda r: (r["net"], series_label(r), r["batch_size"])):
             tpe = fmt(r.get("seconds_per_epoch")) + ("*" if r.get("projected") else "")
             peak = f"{r['fraction_of_peak']:.0%}" if r.get("fraction_of_peak") else "-"
+            if r.get("fraction_of_peak") and r["fraction_of_peak"] > 1:
+                peak += " (!)"
+            limit = f"{r['fraction_of_theoretical']:.0%}" if r.get("fraction_of_theoretical") else "-"
             lines.append(f"| {r['net']} | {series_label(r)} | {r['batch_size']} | {tpe} | {fmt(r.get('gflops'))} | "
                          f"{fmt(r.get('speedup_vs_serial'))} | {fmt(r.get('speedup_vs_1thread'))} | {peak} | "
-                         f"{r.get('source')} |")
+                         f"{limit} | {r.get('source')} |")
         lines.append("")
     if data.tta_summaries or data.tta:
         lines += ["## Time to accuracy", "", "| backend | threads | batch | target | reached | median s | min s | "

@@ -156,7 +156,9 @@ def print_table(records, baselines=()):
             row["backend"] = f"{r['backend']} [{options_text(r['options'])}]"
         if r.get("status") == "ok":
             row["tpe"] = f"{r['seconds_per_epoch']:.3f}{'*' if r['projected'] else ''}"
-            row["peak"] = f"{r['fraction_of_peak']:.0%}" if r.get("fraction_of_peak") else "-"
+            row["peak"] = (f"{r['fraction_of_peak']:.0%}" + ("(!)" if r["fraction_of_peak"] > 1 else "")
+                           if r.get("fraction_of_peak") else "-")
+            row["limit"] = f"{r['fraction_of_theoretical']:.0%}" if r.get("fraction_of_theoretical") else "-"
             row["acc"] = f"{r['test_accuracy']:.1%}"
             times = r.get("epoch_seconds") or []
             if len(times) > 1:  # the epochs' spread around the median, in per cent
@@ -171,10 +173,17 @@ def print_table(records, baselines=()):
         rows.append(row)
     print(table(rows, [("backend", "backend"), ("net", "net"), ("batch_size", "batch"), ("threads", "threads"),
                        ("dtype", "dtype"), ("tpe", "s/epoch"), ("spread", "spread"), ("gflops", "GFLOP/s"),
-                       ("peak", "of peak"), ("speedup_vs_serial", "vs serial"), ("speedup_vs_1thread", "vs 1 thread"),
+                       ("peak", "of peak"), ("limit", "of limit"), ("speedup_vs_serial", "vs serial"), ("speedup_vs_1thread", "vs 1 thread"),
                        *[(f"vs {b}", f"× {b}") for b in baselines], ("acc", "test acc")]))
     if any(r.get("projected") for r in records):
         print("* projected: timed on part of an epoch and extrapolated to the whole epoch")
+    peaks = {(r.get("peak_machine"), str(r.get("peak_date"))[:10], r.get("peak_provider")) for r in records
+             if r.get("peak_gflops")}
+    for machine, date, provider in sorted(peaks, key=str):
+        print(f"of peak: over the best GEMM of any BLAS here (pgdbench peak: {machine}, {date}, best {provider}); "
+              f"of limit: over the cores' theoretical limit")
+    for note in sorted({r["peak_note"] for r in records if r.get("peak_note")}):
+        print(f"peak: {note}")
     if any(len(r.get("epoch_seconds") or []) > 1 for r in records):
         print("spread: half the range of the timed epochs, relative to their median")
     for b in baselines:
