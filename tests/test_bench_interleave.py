@@ -70,3 +70,14 @@ def test_bench_interleave_prints_the_ratio_to_the_baseline(tmp_path):
     bench = [r for r in bench if r["kind"] == "bench"]
     assert {r["backend"] for r in bench} == {"numpy", "threads"}
     assert all(r["interleaved"] and len(r["epoch_seconds"]) == 2 for r in bench)
+
+
+def test_each_backend_of_a_run_gets_the_options_it_declares():
+    from pgdbench.errors import UsageError
+    from pgdbench.harness.grid import expand
+
+    configs = expand(["numpy", "torch-nn"], ["net1h"], [32], [2], options={"gemm": "numpy"})
+    assert Config("numpy", "net1h", 32, 2, options=(("gemm", "numpy"),)) in configs
+    assert Config("torch-nn", "net1h", 32, 2) in configs          # torch-nn has no gemm option: runs as it is
+    with pytest.raises(UsageError, match="no backend of this run has the option colour"):
+        expand(["numpy"], ["net1h"], [32], [1], options={"colour": "red"})

@@ -17,9 +17,9 @@ from typing import Callable, Iterable, Optional
 
 from pgdbench.core import registry
 from pgdbench.core.model import resolve_net
-from pgdbench.core.protocol import usable_cpus
+from pgdbench.core.protocol import declared_options, usable_cpus
 from pgdbench.core.training import Settings, evaluate, fit, start, timed_epoch
-from pgdbench.errors import DivergedError, PgdbenchError
+from pgdbench.errors import DivergedError, PgdbenchError, UsageError
 from pgdbench.harness import peak
 
 #: Defaults of the grids (bench, asv, pytest-benchmark): the paper's nets and a
@@ -58,16 +58,23 @@ def expand(backends: Iterable[str], nets: Iterable[str], batch_sizes: Iterable[i
     """Every combination, with serial-only backends at 1 thread, plus (if ``with_serial``) each
     backend's serial counterpart at 1 thread, so that speedups can be computed from the same run."""
 
-    opts = tuple(sorted((options or {}).items()))
+    options = options or {}
+    declared = {b: set(declared_options(registry.get(b))) for b in backends}
+    unknown = set(options) - set().union(*declared.values())
+    if unknown:
+        raise UsageError(f"no backend of this run has the option {', '.join(sorted(unknown))} "
+                         f"(pgdbench list -v shows each backend's options)")
     out: list[Config] = []
     for b, n, bs, t, dt in itertools.product(backends, nets, batch_sizes, threads, dtypes):
         cls = registry.get(b)
         if not cls.uses_threads and t != 1:
             continue
-        out.append(Config(b, n, bs, t, dt, opts if cls.options else ()))
+        # each backend gets the options it declares: -o gemm=mkl sweeps numpy and threads, torch runs as it is
+        opts = tuple(sorted((k, v) for k, v in options.items() if k in declared[b]))
+        out.append(Config(b, n, bs, t, dt, opts))
         if with_serial:
             serial = cls.serial_counterpart or b
-            out.append(Config(b, n, bs, 1, dt, opts if cls.options else ()))
+            out.append(Config(b, n, bs, 1, dt, opts))
             out.append(Config(serial, n, bs, 1, dt))
     seen, unique = set(), []
     for c in out:
