@@ -277,6 +277,17 @@ def bias_sigmoid(Z, b, one):
             z[j] = one / (one + vexp(-(z[j] + b[j])))
 
 
+@njit(cache=True, fastmath=FASTMATH)
+def bias_sigmoid_libm(Z, b, one):
+    """Z ← σ(Z + b) with numba's exp (option exp=libm): a call into the C library per element, and a division
+    checked for zero, so the loop stays scalar. Kept to measure what the vectorisable exp gains."""
+    n, m = Z.shape
+    for i in range(n):
+        z = Z[i]
+        for j in range(m):
+            z[j] = one / (one + np.exp(-(z[j] + b[j])))
+
+
 @njit(**ELEMENTWISE)
 def output_delta(A, Y, D, one):
     """D = (a − y) ∘ a ∘ (1 − a): ∂(½‖a − y‖²)/∂z with σ' taken from the stored activation."""
@@ -309,7 +320,7 @@ def column_sums(D, out):
 # -- one thread-batch: forward, backward, private gradient sums --------------
 
 @njit(cache=True, fastmath=FASTMATH)
-def forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, provider, one):
+def forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, provider, vector_exp, one):
     """Gather the examples ``idx`` into xs[p] and propagate them forward (Algorithm 3) into acts[l][p]."""
     m = idx.shape[0]
     x = xs[p, :m]
@@ -324,18 +335,22 @@ def forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, provider, one):
             mm(provider, a_prev, False, Ws[l], False, z, 1.0, 0.0)
         else:
             mm_loops(a_prev, Ws[l], z)
-        bias_sigmoid(z, bs[l], one)
+        if vector_exp:
+            bias_sigmoid(z, bs[l], one)
+        else:
+            bias_sigmoid_libm(z, bs[l], one)
         a_prev = z
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def thread_batch(p, X, Y, idx, Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, provider, weight_sums, one):
+def thread_batch(p, X, Y, idx, Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, provider, vector_exp, weight_sums,
+                 one):
     """Gradient sums of the examples ``idx`` into G[l][p] and gb[l][p] (Algorithm 5, one thread's part).
 
     With ``weight_sums`` False the weight-gradient sums are left out (update="rows" applies them later).
     """
     m = idx.shape[0]
-    forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, provider, one)
+    forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, provider, vector_exp, one)
     x, y = xs[p, :m], ys[p, :m]
     for i in range(m):
         y[i, :] = Y[idx[i]]
@@ -386,7 +401,7 @@ TRAIN, GRADIENTS, FORWARD = 0, 1, 2
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def run(mode, X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, deltas, G, gb, n_threads, use_blas,
-        provider, rows_update, learning_rate, scratch, out):
+        provider, vector_exp, rows_update, learning_rate, scratch, out):
     """The one parallel kernel (one compilation per dtype), in three modes:
 
     TRAIN:     minibatch GD over the examples order[start:stop] in steps of batch_size;
@@ -409,11 +424,11 @@ def run(mode, X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, deltas
             lo = s + (n * p) // P
             hi = s + (n * (p + 1)) // P
             if mode == FORWARD:
-                forward_thread(p, X, order[lo:hi], Ws, bs, xs, acts, use_blas, provider, one)
+                forward_thread(p, X, order[lo:hi], Ws, bs, xs, acts, use_blas, provider, vector_exp, one)
                 out[lo - start:hi - start] = acts[L - 1][p, :hi - lo]
             else:
                 thread_batch(p, X, Y, order[lo:hi], Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, provider,
-                             not rows_update, one)
+                             vector_exp, not rows_update, one)
         if mode == FORWARD:
             continue
         scratch[0] = learning_rate / n                   # η/B

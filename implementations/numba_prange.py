@@ -83,7 +83,8 @@ class NumbaTrainer(Trainer):
     requires = ("numba",)
     options = {"kernel": Option("blas", choices=("blas", "loops")),
                "update": Option("reduce", choices=("reduce", "rows")),
-               "gemm": Option("auto", choices=("auto",) + gemm.NAMES)}
+               "gemm": Option("auto", choices=("auto",) + gemm.NAMES),
+               "exp": Option("vector", choices=("vector", "libm"))}
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
@@ -161,7 +162,7 @@ class NumbaTrainer(Trainer):
     def _run(self, mode, X, Y, order, start, stop, batch_size, learning_rate=0.0, out=None):
         self.k.run(mode, X, Y, order, start, stop, batch_size, self._Ws, self._bs, self._xs, self._ys,
                    self._acts, self._deltas, self._G, self._gb, self.threads, self.use_blas, self.provider,
-                   self.rows_update,
+                   self.opts["exp"] == "vector", self.rows_update,
                    float(learning_rate), self._scratch, self._out if out is None else out)
 
     def train_epoch(self, order, batch_size, learning_rate, progress=None):
@@ -209,7 +210,7 @@ class NumbaTrainer(Trainer):
         except ValueError:  # no parallel region has run yet (cannot happen after __init__)
             layer = "not started"
         return {"numba": numba.__version__, "threading_layer": layer, "kernel": self.opts["kernel"],
-                "update": self.opts["update"], "gemm": self.gemm.info() if self.use_blas else None,
+                "update": self.opts["update"], "exp": self.opts["exp"], "gemm": self.gemm.info() if self.use_blas else None,
                 "numba_threads": self.threads, "numba_num_threads_max": numba.config.NUMBA_NUM_THREADS,
                 "cache_dir": os.environ.get("NUMBA_CACHE_DIR", "(next to the module)")}
 

@@ -81,3 +81,17 @@ def test_each_backend_of_a_run_gets_the_options_it_declares():
     assert Config("torch-nn", "net1h", 32, 2) in configs          # torch-nn has no gemm option: runs as it is
     with pytest.raises(UsageError, match="no backend of this run has the option colour"):
         expand(["numpy"], ["net1h"], [32], [1], options={"colour": "red"})
+
+
+def test_a_backend_can_carry_options_of_its_own():
+    from pgdbench.errors import UsageError
+    from pgdbench.harness.grid import expand, split_backend
+
+    assert split_backend("threads[reduce=rows, gemm=numpy]") == ("threads", {"reduce": "rows", "gemm": "numpy"})
+    configs = expand(["numpy", "numpy[gemm=numpy,elementwise=numpy]"], ["net1h"], [32], [2],
+                     options={"elementwise": "numba"})
+    assert Config("numpy", "net1h", 32, 2, options=(("elementwise", "numba"),)) in configs
+    assert Config("numpy", "net1h", 32, 2, options=(("elementwise", "numpy"), ("gemm", "numpy"))) in configs
+    for bad in ("numpy[gemm]", "numpy[gemm=numpy", "numpy[tile=3]"):
+        with pytest.raises(UsageError):
+            expand([bad], ["net1h"], [32], [1])

@@ -52,25 +52,49 @@ class Config:
         return f"{self.backend}[{self.net},B={self.batch_size},T={self.threads},{self.dtype}{',' + opts if opts else ''}]"
 
 
+def split_backend(spec: str) -> tuple[str, dict]:
+    """``"threads[reduce=rows,gemm=mkl]"`` → ("threads", {"reduce": "rows", "gemm": "mkl"}); a plain name → (name,
+    {}). So that one run can hold a backend under several option sets side by side (before and after, say)."""
+    name, bracket, rest = spec.partition("[")
+    if not bracket:
+        return spec.strip(), {}
+    if not rest.endswith("]"):
+        raise UsageError(f"backend {spec!r}: expected NAME or NAME[KEY=VALUE,...]")
+    options = {}
+    for item in filter(None, (i.strip() for i in rest[:-1].split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"backend {spec!r}: expected KEY=VALUE inside the brackets, got {item!r}")
+        options[key.strip()] = value.strip()
+    return name.strip(), options
+
+
 def expand(backends: Iterable[str], nets: Iterable[str], batch_sizes: Iterable[int], threads: Iterable[int],
            dtypes: Iterable[str] = ("float32",), options: Optional[dict] = None,
            with_serial: bool = True) -> list[Config]:
     """Every combination, with serial-only backends at 1 thread, plus (if ``with_serial``) each
-    backend's serial counterpart at 1 thread, so that speedups can be computed from the same run."""
+    backend's serial counterpart at 1 thread, so that speedups can be computed from the same run.
+    A backend may be written with options of its own, ``numpy[gemm=mkl]`` (:func:`split_backend`)."""
 
     options = options or {}
-    declared = {b: set(declared_options(registry.get(b))) for b in backends}
+    specs = [split_backend(b) for b in backends]
+    declared = {name: set(declared_options(registry.get(name))) for name, _ in specs}
     unknown = set(options) - set().union(*declared.values())
     if unknown:
         raise UsageError(f"no backend of this run has the option {', '.join(sorted(unknown))} "
                          f"(pgdbench list -v shows each backend's options)")
+    for name, own in specs:
+        if set(own) - declared[name]:
+            raise UsageError(f"backend {name!r} has no option {', '.join(sorted(set(own) - declared[name]))}; "
+                             f"its options: {', '.join(sorted(declared[name])) or 'none'}")
     out: list[Config] = []
-    for b, n, bs, t, dt in itertools.product(backends, nets, batch_sizes, threads, dtypes):
+    for (b, own), n, bs, t, dt in itertools.product(specs, nets, batch_sizes, threads, dtypes):
         cls = registry.get(b)
         if not cls.uses_threads and t != 1:
             continue
-        # each backend gets the options it declares: -o gemm=mkl sweeps numpy and threads, torch runs as it is
-        opts = tuple(sorted((k, v) for k, v in options.items() if k in declared[b]))
+        # each backend gets the options it declares: -o gemm=mkl sweeps numpy and threads, torch runs as it is;
+        # options written with the backend (numpy[gemm=mkl]) are its own and win
+        opts = tuple(sorted({**{k: v for k, v in options.items() if k in declared[b]}, **own}.items()))
         out.append(Config(b, n, bs, t, dt, opts))
         if with_serial:
             serial = cls.serial_counterpart or b

@@ -37,7 +37,7 @@ from pgdbench.core import registry
 from pgdbench.core.protocol import check_threads
 from pgdbench.harness import grid
 from pgdbench.harness.grid import (BATCH_SIZES, NETS, best_options, default_threads, expand, measure, option_grid,
-                                   options_text)
+                                   options_text, split_backend)
 from pgdbench.harness.machine import machine_info
 from pgdbench.harness.speedups import add_speedups, paired_ratios
 from pgdbench.harness.results import ResultsWriter
@@ -49,7 +49,8 @@ HELP = "time a grid of backends × nets × batch sizes × threads (or × MPI ran
 def add_arguments(p):
     p.add_argument("--backend", action="append",
                    help="backend (repeatable; 'all' = every registered backend, unavailable ones recorded as such; "
-                        "default: numpy)")
+                        "NAME[KEY=VALUE,...] gives it options of its own, so one run can hold a backend under "
+                        "several option sets; default: numpy)")
     p.add_argument("--net", action="append",
                    help=f"net preset or widths like 784,128,10 (repeatable; default: {', '.join(NETS)})")
     p.add_argument("--batch-size", type=int_list, help=f"comma-separated (default {','.join(map(str, BATCH_SIZES))})")
@@ -95,7 +96,7 @@ def run(args):
     baselines = args.baseline or []
     backends = list(dict.fromkeys([*backends, *baselines]))
     for b in backends:
-        registry.get(b)
+        registry.get(split_backend(b)[0])
     threads = args.threads or default_threads()
     for t in threads:
         check_threads(t, True, "bench")
@@ -203,6 +204,7 @@ def print_best_options(records):
         meta = r.get("backend_metadata") or {}
         split = (f" (split {meta['example_workers']}×{meta['blas_threads']}: example workers × BLAS threads)"
                  if "example_workers" in meta and "blas_threads" in meta else "")
-        others = "; ".join(f"{options_text(a['options'])} {a['seconds_per_epoch']:.3f}" for a in r["alternatives"])
+        others = "; ".join(f"{options_text(a['options']) or 'defaults'} {a['seconds_per_epoch']:.3f}"
+                           for a in r["alternatives"])
         print(f"  {r['backend']} {r['net']} B={r['batch_size']} T={r['threads']} {r['dtype']}: {opts}{split} "
               f"{r['seconds_per_epoch']:.3f} s/epoch (others: {others})")
