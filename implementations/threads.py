@@ -157,7 +157,7 @@ class ThreadsTrainer(Trainer):
         for layer, W in enumerate(self.W):
             r0, r1 = self._rows[layer][k]
             if r1 > r0:
-                self.kernels.subtract_sums(W[r0:r1], self._sums[layer][self._first:self._last, r0:r1])
+                self.kernels.subtract_sums(W[r0:r1], self._sums[layer][:self._last], r0)
 
     def _apply_rows(self, k: int) -> None:
         """reduce=rows: worker k applies the whole minibatch's gradient to its block of rows, one GEMM per layer."""

@@ -11,7 +11,8 @@ may split it in blocks of rows over threads (``Backprop(elementwise=...)``):
   stored activation;
 
 and, for backends that add up per-worker gradients (Algorithm 5's reduction),
-``subtract_sums(w, g)``: w ← w − Σ_t g[t] over the first axis of ``g``.
+``subtract_sums(w, g, r0)``: w ← w − Σ_t g[t, r0:r0 + len(w)] (``g`` stacks the
+T workers' partial sums; ``w`` is a block of rows of the weights starting at row ``r0``).
 
 ``scratch`` has the shape of ``d``, for strategies that need a temporary.
 
@@ -58,9 +59,9 @@ class XpElementwise:
         d *= a
         d *= scratch
 
-    def subtract_sums(self, w, g) -> None:
+    def subtract_sums(self, w, g, r0: int = 0) -> None:
         for part in g:
-            w -= part
+            w -= part[r0:r0 + len(w)]
 
     def warm(self, dtype) -> None:
         """Compile whatever needs compiling for ``dtype`` now, not during a timed epoch (nothing here)."""

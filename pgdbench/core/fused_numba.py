@@ -199,15 +199,15 @@ def times_sigmoid_prime(d, a, one):
 
 
 @njit(cache=True, nogil=True, fastmath=FLAGS, error_model="numpy")
-def subtract_sums(w, g):
-    """w ← w − Σ_t g[t]: the T partial sums read once each and w written once."""
+def subtract_sums(w, g, r0):
+    """w ← w − Σ_t g[t, r0 + i] for every row i of w: each row of w stays in L1 while the T partial sums pass
+    (unit-stride inner loop: vectorised)."""
     for i in range(w.shape[0]):
         wr = w[i]
-        for j in range(wr.shape[0]):
-            acc = g[0, i, j]
-            for t in range(1, g.shape[0]):
-                acc += g[t, i, j]
-            wr[j] -= acc
+        for t in range(g.shape[0]):
+            gr = g[t, r0 + i]
+            for j in range(wr.shape[0]):
+                wr[j] -= gr[j]
 
 
 class NumbaElementwise:
@@ -224,8 +224,8 @@ class NumbaElementwise:
     def times_sigmoid_prime(self, d, a, scratch) -> None:
         times_sigmoid_prime(d, a, d.dtype.type(1))
 
-    def subtract_sums(self, w, g) -> None:
-        subtract_sums(w, g)
+    def subtract_sums(self, w, g, r0: int = 0) -> None:
+        subtract_sums(w, g, r0)
 
     def warm(self, dtype) -> None:
         """Compile (or load from the cache) every kernel for ``dtype``, on tiny arrays."""
@@ -234,4 +234,4 @@ class NumbaElementwise:
         self.bias_sigmoid(z, b)
         self.output_delta(z, z, z, None, 1.0)
         self.times_sigmoid_prime(z, z, None)
-        self.subtract_sums(z, np.zeros((2, 2, 1), dtype)[:, :1])   # a row block of stacked partial sums
+        self.subtract_sums(z, np.zeros((2, 2, 1), dtype), 1)
