@@ -95,3 +95,19 @@ def test_a_backend_can_carry_options_of_its_own():
     for bad in ("numpy[gemm]", "numpy[gemm=numpy", "numpy[tile=3]"):
         with pytest.raises(UsageError):
             expand([bad], ["net1h"], [32], [1])
+
+
+def test_the_report_tabulates_series_against_the_baselines():
+    from pgdbench.reporting.summary import comparison_tables
+
+    def rec(backend, gflops, times, options=None):
+        return {"backend": backend, "net": "net1h", "batch_size": 32, "threads": 2, "dtype": "float32",
+                "options": options or {}, "gflops": gflops, "epoch_seconds": times, "interleaved": True,
+                "seconds_per_epoch": sorted(times)[1], "status": "ok"}
+
+    rows = [rec("torch-nn", 100, [2, 2, 2]), rec("torch", 150, [1.5, 1.4, 1.3]), rec("numpy", 200, [1, 1, 1]),
+            rec("numpy", 120, [1.8, 1.6, 1.7], {"gemm": "numpy"})]
+    text = "\n".join(comparison_tables(rows, ["torch-nn", "torch"]))
+    assert "### 2 threads, float32" in text and "`numpy [gemm=numpy]`" in text
+    assert "| net1h | 32 | 100 (1.00, 0.70) | 150 (1.43, 1.00) | 200 (2.00, 1.40) | 120 (1.18, 0.83) |" in text
+    assert comparison_tables(rows, ["jax"]) == []

@@ -36,6 +36,9 @@ def add_arguments(p):
                         "pytest-benchmark .json, asv results")
     p.add_argument("--out", default="report", help="output folder (default report/)")
     p.add_argument("--title", default="pgdbench report", help="heading of report.md")
+    p.add_argument("--baseline", action="append", metavar="BACKEND",
+                   help="tabulate every series against this backend (repeatable; default: torch-nn and torch, "
+                        "where the results hold them)")
 
 
 def run(args):
@@ -45,7 +48,7 @@ def run(args):
                         f"({len(data.not_ok)} failed or skipped points, {len(data.warnings)} warnings)")
     out = Path(args.out)
     figures = make_figures(data, out)
-    text = markdown(data, figures, args.title)
+    text = markdown(data, figures, args.title, args.baseline or ("torch-nn", "torch"))
     atomic_write_text(out / "report.md", text)
     print(f"{len(figures)} figures and {out / 'report.md'} written "
           f"({len(data.rows)} performance points, {len(data.tta)} tta runs, {len(data.averaging_records)} "
