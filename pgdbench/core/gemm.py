@@ -179,8 +179,16 @@ class OpenBlasGemm(CblasGemm):
                 "fused_update": True, "path": r.get("filepath")}
 
 
+#: oneMKL's OpenMP threads spin this long (ms) after each call before they sleep; the default, 200 ms, keeps a
+#: core busy while the step's other pool (the row-split elementwise passes) wants it. Set when oneMKL is loaded,
+#: unless already set; Intel's OpenMP reads it when it starts, and results record it (threading_environment).
+BLOCKTIME = "0"
+
+
 class MklGemm(CblasGemm):
     def __init__(self, path: str):
+        if "KMP_BLOCKTIME" not in os.environ and not _iomp_loaded():
+            os.environ["KMP_BLOCKTIME"] = BLOCKTIME
         lib = ctypes.CDLL(path)
         super().__init__("mkl", lib, "cblas_sgemm", "cblas_dgemm", ctypes.c_int)
         self.path = path
@@ -208,7 +216,16 @@ def mkl_version(lib) -> dict:
     lib.MKL_Get_Version(ctypes.byref(v))
     layer = os.environ.get("MKL_THREADING_LAYER", "intel (default)")
     return {"version": f"{v.major}.{v.minor}.{v.update} build {v.build.decode()}",
-            "architecture": v.processor.decode(), "threading": layer}
+            "architecture": v.processor.decode(), "threading": layer,
+            "blocktime_ms": os.environ.get("KMP_BLOCKTIME", "200 (default)")}
+
+
+def _iomp_loaded() -> bool:
+    """Whether Intel's OpenMP runtime is already in the process (then KMP_BLOCKTIME would not take effect)."""
+    from threadpoolctl import threadpool_info
+
+    return any(r.get("internal_api") == "openmp" and "iomp" in os.path.basename(r.get("filepath", ""))
+               for r in threadpool_info())
 
 
 # -- discovery ------------------------------------------------------------------

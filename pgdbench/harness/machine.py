@@ -78,7 +78,8 @@ def machine_info() -> dict:
 
 #: Environment variables that change how the thread pools of BLAS and OpenMP behave, so how fast things run.
 THREADING_VARIABLES = ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
-                       "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "PGDBENCH_MAX_THREADS")
+                       "MKL_NUM_THREADS", "KMP_BLOCKTIME", "MKL_THREADING_LAYER", "NUMBA_NUM_THREADS",
+                       "NUMBA_THREADING_LAYER", "PGDBENCH_MAX_THREADS")
 
 
 def threading_environment() -> dict:
