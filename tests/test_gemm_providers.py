@@ -99,3 +99,20 @@ def test_list_shows_the_providers_and_results_record_them(tmp_path):
             if r.get("kind") == "bench" and r["status"] == "ok" and r["options"]]
     assert sorted(m["provider"] for m in meta) == sorted(FOUND)
     assert all(m["version"] and "architecture" in m for m in meta)
+
+
+@pytest.mark.parametrize("strategy", ["numpy", "numba"])
+@pytest.mark.parametrize("backend", ["numpy", "hybrid", "averaging", "mpi-averaging"])
+def test_both_elementwise_strategies_pass_the_kit(backend, strategy):
+    from pgdbench.core import elementwise
+
+    if elementwise.available()[strategy]:
+        pytest.skip(f"elementwise={strategy}: {elementwise.available()[strategy]}")
+    entry = registry.entries()[backend]
+    if not entry.availability():
+        pytest.skip(f"{backend}: {entry.availability().reason}")
+    cls = testing.with_options(entry.cls, {"elementwise": strategy})
+    threads = testing.thread_counts(cls)[-1]
+    testing.check_gradients(cls, threads)
+    for dtype in (np.float64, np.float32):
+        testing.check_training_steps(cls, threads, dtype)
