@@ -8,6 +8,7 @@ from pgdbench.reporting import claims, plots
 from pgdbench.reporting.collection import mpi_series_label, series_label
 from pgdbench.reporting.plots import PAPER_FIGURES
 from pgdbench.harness.grid import options_text
+from pgdbench.harness.speedups import paired_ratios
 from pgdbench.reporting.tables import fmt
 
 
@@ -51,8 +52,6 @@ def comparison_tables(rows, baselines) -> list[str]:
     """Issue 12's table, per thread count and dtype: a row per net and batch size, a column per series (backend
     and options), each cell GFLOP/s and how many times faster than each baseline backend (at the same net,
     batch, threads and dtype). Interleaved records give the median of the per-round ratios."""
-    from pgdbench.harness.speedups import paired_ratios
-
     baselines = [b for b in baselines if any(r["backend"] == b for r in rows)]
     if not baselines:
         return []
