@@ -18,14 +18,21 @@ the next, so no cache line is written by two threads (no false sharing).
 """
 from __future__ import annotations
 
+import ctypes
+
 import llvmlite.binding as llvm
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import get_cython_function_address
+from numba.extending import get_cython_function_address, intrinsic
+
+from pgdbench.core.fused_numba import vexp
 
 # Reassociation lets LLVM vectorise the dot-product reductions; contraction
 # allows FMAs. No finite-math flags: sigmoid relies on exp overflowing to inf.
+# Elementwise code takes error_model="numpy": no zero-division check, which would stop vectorisation.
 FASTMATH = {"reassoc", "contract"}
+ELEMENTWISE = dict(cache=True, fastmath={"contract"}, error_model="numpy")
 
 
 # -- dense kernels written out (kernel="loops") --------------------------------
@@ -176,11 +183,104 @@ def update_rows_loops(W, r0, r1, A, D, alpha):
                 w[j] += a * d[j]
 
 
+# -- the GEMM provider's CBLAS (option gemm) -------------------------------------
+# Compiled code that holds a pointer cannot be cached, and a provider's library should be loaded only when it is
+# asked for. So each provider's cblas_?gemm is called through a *slot*: a pointer-sized variable in this process,
+# registered with LLVM under a fixed name (the name is what cached machine code refers to), and filled with the
+# function's address when the backend is built with that provider (:func:`fill_slots`). A provider that was never
+# asked for keeps an empty slot, which no code path can reach (the backend refuses an unavailable provider).
+NPDOT, OPENBLAS, MKL = 0, 1, 2        # gemm=numpy: numba's np.dot, which calls SciPy's bundled BLAS
+PROVIDER_IDS = {"numpy": NPDOT, "openblas": OPENBLAS, "mkl": MKL}
+_SLOTS = {(name, prefix): ctypes.c_void_p(0) for name in ("openblas", "mkl") for prefix in "sd"}
+for (_name, _prefix), _slot in _SLOTS.items():
+    llvm.add_symbol(f"pgdbench_{_name}_{_prefix}gemm_slot", ctypes.addressof(_slot))
+
+
+def fill_slots(provider) -> None:
+    """Put ``provider``'s ?gemm addresses into its slots (a no-op for gemm=numpy)."""
+    for prefix, dtype in (("s", np.float32), ("d", np.float64)):
+        if (provider.name, prefix) in _SLOTS:
+            _SLOTS[provider.name, prefix].value = ctypes.cast(provider._fn[np.dtype(dtype)], ctypes.c_void_p).value
+
+
+def _slot_call(name: str, prefix: str, index_bits: int):
+    """A compiled call of cblas_?gemm through the slot of (provider, s|d), with ``index_bits``-bit integers
+    (NumPy's OpenBLAS: ILP64; libmkl_rt: LP64)."""
+    real = types.float32 if prefix == "s" else types.float64
+    slot = f"pgdbench_{name}_{prefix}gemm_slot"
+
+    @intrinsic
+    def call(typingctx, order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        i64, ptr = types.int64, types.uintp
+        sig = types.void(types.int32, types.int32, types.int32, i64, i64, i64, real, ptr, i64, ptr, i64, real, ptr,
+                         i64)
+
+        def codegen(context, builder, signature, args):
+            i32, index, void_p = ir.IntType(32), ir.IntType(index_bits), ir.IntType(8).as_pointer()
+            fl = context.get_value_type(real)
+            fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, index, index, index, fl, void_p, index, void_p,
+                                                   index, fl, void_p, index])
+            gv = builder.module.globals.get(slot) or ir.GlobalVariable(builder.module, void_p, name=slot)
+            fn = builder.bitcast(builder.load(gv), fnty.as_pointer())
+            o, ta_, tb_, m_, n_, k_, al, pa, lda_, pb, ldb_, be, pc, ldc_ = args
+
+            def idx(v):
+                return builder.trunc(v, index) if index_bits < 64 else v
+
+            builder.call(fn, [o, ta_, tb_, idx(m_), idx(n_), idx(k_), al, builder.inttoptr(pa, void_p), idx(lda_),
+                              builder.inttoptr(pb, void_p), idx(ldb_), be, builder.inttoptr(pc, void_p), idx(ldc_)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return call
+
+
+_ob_s, _ob_d = _slot_call("openblas", "s", 64), _slot_call("openblas", "d", 64)
+_mkl_s, _mkl_d = _slot_call("mkl", "s", 32), _slot_call("mkl", "d", 32)
+
+
+@njit(cache=True)
+def mm(provider, A, trans_a, B, trans_b, C, alpha, beta):
+    """C ← α·op(A)·op(B) + β·C with the provider's CBLAS (row-major; op(X) = Xᵀ where trans_x). A, B and C
+    are 2-D arrays whose rows are contiguous (blocks of rows of the work space are)."""
+    M, N = C.shape
+    K = A.shape[0] if trans_a else A.shape[1]
+    if M == 0 or N == 0:
+        return
+    size = C.itemsize
+    lda, ldb, ldc = max(A.strides[0] // size, 1), max(B.strides[0] // size, 1), max(C.strides[0] // size, N)
+    ta = 112 if trans_a else 111
+    tb = 112 if trans_b else 111
+    a, b, c = A.ctypes.data, B.ctypes.data, C.ctypes.data
+    if provider == OPENBLAS:
+        if size == 4:
+            _ob_s(101, ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc)
+        else:
+            _ob_d(101, ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc)
+    else:
+        if size == 4:
+            _mkl_s(101, ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc)
+        else:
+            _mkl_d(101, ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
 # -- elementwise work, fused -------------------------------------------------
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**ELEMENTWISE)
 def bias_sigmoid(Z, b, one):
-    """Z ← σ(Z + b) in place."""
+    """Z ← σ(Z + b) in place (with the vectorisable exp of pgdbench.core.fused_numba)."""
+    n, m = Z.shape
+    for i in range(n):
+        z = Z[i]
+        for j in range(m):
+            z[j] = one / (one + vexp(-(z[j] + b[j])))
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def bias_sigmoid_libm(Z, b, one):
+    """Z ← σ(Z + b) with numba's exp (option exp=libm): a call into the C library per element, and a division
+    checked for zero, so the loop stays scalar. Kept to measure what the vectorisable exp gains."""
     n, m = Z.shape
     for i in range(n):
         z = Z[i]
@@ -188,7 +288,7 @@ def bias_sigmoid(Z, b, one):
             z[j] = one / (one + np.exp(-(z[j] + b[j])))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**ELEMENTWISE)
 def output_delta(A, Y, D, one):
     """D = (a − y) ∘ a ∘ (1 − a): ∂(½‖a − y‖²)/∂z with σ' taken from the stored activation."""
     n, m = A.shape
@@ -198,7 +298,7 @@ def output_delta(A, Y, D, one):
             D[i, j] = (a - Y[i, j]) * a * (one - a)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**ELEMENTWISE)
 def times_sigmoid_prime(D, A, one):
     n, m = D.shape
     for i in range(n):
@@ -220,7 +320,7 @@ def column_sums(D, out):
 # -- one thread-batch: forward, backward, private gradient sums --------------
 
 @njit(cache=True, fastmath=FASTMATH)
-def forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, one):
+def forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, provider, vector_exp, one):
     """Gather the examples ``idx`` into xs[p] and propagate them forward (Algorithm 3) into acts[l][p]."""
     m = idx.shape[0]
     x = xs[p, :m]
@@ -229,22 +329,28 @@ def forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, one):
     a_prev = x
     for l in range(len(Ws)):
         z = acts[l][p, :m]
-        if use_blas:
+        if use_blas and provider == NPDOT:
             np.dot(a_prev, Ws[l], z)
+        elif use_blas:
+            mm(provider, a_prev, False, Ws[l], False, z, 1.0, 0.0)
         else:
             mm_loops(a_prev, Ws[l], z)
-        bias_sigmoid(z, bs[l], one)
+        if vector_exp:
+            bias_sigmoid(z, bs[l], one)
+        else:
+            bias_sigmoid_libm(z, bs[l], one)
         a_prev = z
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def thread_batch(p, X, Y, idx, Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, weight_sums, one):
+def thread_batch(p, X, Y, idx, Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, provider, vector_exp, weight_sums,
+                 one):
     """Gradient sums of the examples ``idx`` into G[l][p] and gb[l][p] (Algorithm 5, one thread's part).
 
     With ``weight_sums`` False the weight-gradient sums are left out (update="rows" applies them later).
     """
     m = idx.shape[0]
-    forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, one)
+    forward_thread(p, X, idx, Ws, bs, xs, acts, use_blas, provider, vector_exp, one)
     x, y = xs[p, :m], ys[p, :m]
     for i in range(m):
         y[i, :] = Y[idx[i]]
@@ -255,15 +361,19 @@ def thread_batch(p, X, Y, idx, Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, we
         a_below = x if l == 0 else acts[l - 1][p, :m]
         if l > 0:                                        # δ_{l-1} = (W_l δ_l) ∘ σ'(z_{l-1})
             below = deltas[l - 1][p, :m]
-            if use_blas:
+            if use_blas and provider == NPDOT:
                 np.dot(d, Ws[l].T, below)
+            elif use_blas:
+                mm(provider, d, False, Ws[l], True, below, 1.0, 0.0)
             else:
                 mm_nt_loops(d, Ws[l], below)
             times_sigmoid_prime(below, a_below, one)
         if weight_sums:
             g = G[l][p, :a_below.shape[1]]
-            if use_blas:                                 # Σ_i a_{l-1} δ_lᵀ into the private sum
+            if use_blas and provider == NPDOT:           # Σ_i a_{l-1} δ_lᵀ into the private sum
                 np.dot(a_below.T, d, g)
+            elif use_blas:
+                mm(provider, a_below, True, d, False, g, 1.0, 0.0)
             else:
                 mm_tn_loops(a_below, d, g)
         column_sums(d, gb[l][p, 0])
@@ -291,7 +401,7 @@ TRAIN, GRADIENTS, FORWARD = 0, 1, 2
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def run(mode, X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, deltas, G, gb, n_threads, use_blas,
-        rows_update, learning_rate, scratch, out):
+        provider, vector_exp, rows_update, learning_rate, scratch, out):
     """The one parallel kernel (one compilation per dtype), in three modes:
 
     TRAIN:     minibatch GD over the examples order[start:stop] in steps of batch_size;
@@ -314,11 +424,11 @@ def run(mode, X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, deltas
             lo = s + (n * p) // P
             hi = s + (n * (p + 1)) // P
             if mode == FORWARD:
-                forward_thread(p, X, order[lo:hi], Ws, bs, xs, acts, use_blas, one)
+                forward_thread(p, X, order[lo:hi], Ws, bs, xs, acts, use_blas, provider, vector_exp, one)
                 out[lo - start:hi - start] = acts[L - 1][p, :hi - lo]
             else:
-                thread_batch(p, X, Y, order[lo:hi], Ws, bs, xs, ys, acts, deltas, G, gb, use_blas,
-                             not rows_update, one)
+                thread_batch(p, X, Y, order[lo:hi], Ws, bs, xs, ys, acts, deltas, G, gb, use_blas, provider,
+                             vector_exp, not rows_update, one)
         if mode == FORWARD:
             continue
         scratch[0] = learning_rate / n                   # η/B
@@ -335,8 +445,10 @@ def run(mode, X, Y, order, start, stop, batch_size, Ws, bs, xs, ys, acts, deltas
                         for p in range(P):
                             m = (n * (p + 1)) // P - (n * p) // P
                             A = xs[p, :m] if l == 0 else acts[l - 1][p, :m]
-                            if use_blas:
+                            if use_blas and provider == NPDOT:
                                 update_rows_blas(W, r0, r1, A, deltas[l][p, :m], -scale)
+                            elif use_blas:
+                                mm(provider, A[:, r0:r1], True, deltas[l][p, :m], False, W[r0:r1], -scale, 1.0)
                             else:
                                 update_rows_loops(W, r0, r1, A, deltas[l][p, :m], -scale)
                     else:

@@ -46,9 +46,7 @@ How it differs from minibatch gradient descent (what the shared checks cannot ho
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
-
-from implementations.cpu_workers import WorkerPool, split
+from implementations.cpu_workers import STEP_OPTIONS, WorkerPool, split, step_metadata, step_parts
 from pgdbench.core.backprop import Backprop
 from pgdbench.core.model import Parameters, batch_bounds
 from pgdbench.core.protocol import Option, Parallelism, Trainer, validate_batch
@@ -58,10 +56,10 @@ from pgdbench.errors import UsageError
 class Replica:
     """One copy of the parameters, its step buffers, and the minibatches of its share of an epoch."""
 
-    def __init__(self, params: Parameters, spec, dtype):
+    def __init__(self, params: Parameters, spec, dtype, gemm, kernels):
         own = params.copy(dtype)
         self.W, self.b = own.weights, own.biases
-        self.backprop = Backprop(spec, dtype)
+        self.backprop = Backprop(spec, dtype, gemm=gemm, kernels=kernels)
         self.batches: list[np.ndarray] = []
 
     def step(self, X, Y, idx, learning_rate: float) -> None:
@@ -75,7 +73,8 @@ class AveragingTrainer(Trainer):
     serial_counterpart = "numpy"
     options = {"replicas": Option(0, minimum=0, zero="as many as threads"),
                "combine": Option("average", choices=("average", "sum")),
-               "sync_every": Option(0, minimum=0, zero="once per epoch")}   # minibatches between combinations
+               "sync_every": Option(0, minimum=0, zero="once per epoch"),   # minibatches between combinations
+               **STEP_OPTIONS}
     reference_options = {"replicas": 1}
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
@@ -83,13 +82,15 @@ class AveragingTrainer(Trainer):
         self.n_replicas = self.opts["replicas"] or self.threads
         self.pool_size = min(self.n_replicas, self.threads)
         self.blas_threads = max(1, self.threads // self.pool_size)
-        self.replicas = [Replica(params, spec, self.dtype) for _ in range(self.n_replicas)]
+        self.gemm, self.kernels = step_parts(self.opts, self.dtype)
+        self.replicas = [Replica(params, spec, self.dtype, self.gemm, self.kernels) for _ in range(self.n_replicas)]
         self.pool = WorkerPool(self.pool_size, name="pgdbench-averaging")
 
     # -- training ----------------------------------------------------------------
     def _run_round(self, t: int) -> None:
         """Thread t advances its replicas by the minibatches of the current round."""
         first, last = self._round
+        self.gemm.local_threads(self.blas_threads)
         for replica in self.replicas[t::self.pool_size]:
             for idx in replica.batches[first:last]:
                 replica.step(self.X, self.Y, idx, self._lr)
@@ -121,7 +122,7 @@ class AveragingTrainer(Trainer):
         k = self.opts["sync_every"] or most
         for replica in self.replicas:
             replica.backprop.ensure(batch_size)
-        with threadpool_limits(limits=self.blas_threads, user_api="blas"):
+        with self.gemm.limit(self.blas_threads):
             for first in range(0, most, k):
                 self._round = (first, first + k)
                 self.pool.run(self._run_round)
@@ -143,17 +144,18 @@ class AveragingTrainer(Trainer):
     def loss_and_gradients(self, X, Y):
         validate_batch(X, Y, self.spec)
         master = self.replicas[0]
-        with threadpool_limits(limits=self.threads, user_api="blas"):
+        with self.gemm.limit(self.threads):
             return master.backprop.loss_and_gradients(master.W, master.b, X, Y)
 
     def predict(self, X):
         master = self.replicas[0]
-        with threadpool_limits(limits=self.threads, user_api="blas"):
+        with self.gemm.limit(self.threads):
             return master.backprop.predict(master.W, master.b, X)
 
     def metadata(self):
         return {"replicas": self.n_replicas, "combine": self.opts["combine"], "sync_every": self.opts["sync_every"],
-                "replica_threads": self.pool_size, "blas_threads": self.blas_threads}
+                "replica_threads": self.pool_size, "blas_threads": self.blas_threads,
+                **step_metadata(self.gemm, self.kernels)}
 
     def close(self):
         self.pool.close()

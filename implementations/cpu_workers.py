@@ -9,16 +9,37 @@
 * :func:`split` -- contiguous, nearly equal blocks (sizes differ by at most one).
 * :class:`BackpropEvaluation` -- ``loss_and_gradients`` and ``predict`` of a
   backend whose step is one :class:`Backprop` over its ``W``, ``b``.
+* :data:`STEP_OPTIONS`, :func:`step_parts` -- the options ``gemm`` and
+  ``elementwise`` that every backend built on the shared step takes.
 """
 from __future__ import annotations
 
 import threading
 from typing import Callable
 
-from threadpoolctl import threadpool_limits
-
+from pgdbench.core import elementwise, gemm
 from pgdbench.core.mpi import share
-from pgdbench.core.protocol import validate_batch
+from pgdbench.core.protocol import Option, validate_batch
+
+#: The options of every backend whose step is :class:`pgdbench.core.backprop.Backprop`: who multiplies the
+#: matrices (:mod:`pgdbench.core.gemm`) and who does the elementwise passes (:mod:`pgdbench.core.elementwise`).
+STEP_OPTIONS = {"gemm": Option("auto", choices=("auto",) + gemm.NAMES),
+                "elementwise": Option("auto", choices=("auto",) + elementwise.NAMES)}
+
+
+def step_parts(opts: dict, dtype):
+    """(GEMM provider, elementwise strategy) of the options, the strategy compiled for ``dtype`` now (never in a
+    timed epoch); a one-line UsageError if one is not available here. A subclass that declares options of its own
+    instead gets the defaults."""
+    provider = gemm.get(opts.get("gemm", "auto"))
+    kernels = elementwise.get(opts.get("elementwise", "auto"))
+    kernels.warm(dtype)
+    return provider, kernels
+
+
+def step_metadata(provider, kernels) -> dict:
+    """What results record about the step's parts: the provider, its library, version and kernel architecture."""
+    return {"gemm": provider.info(), "elementwise": kernels.name}
 
 #: An elementwise pass is split over the threads only when each gets at least this many elements:
 #: below it, the pool's two barrier crossings (tens of µs) cost more than the split saves.
@@ -134,9 +155,9 @@ class BackpropEvaluation:
 
     def loss_and_gradients(self, X, Y):
         validate_batch(X, Y, self.spec)
-        with threadpool_limits(limits=self.threads, user_api="blas"):
+        with self.backprop.gemm.limit(self.threads):
             return self.backprop.loss_and_gradients(self.W, self.b, X, Y)
 
     def predict(self, X):
-        with threadpool_limits(limits=self.threads, user_api="blas"):
+        with self.backprop.gemm.limit(self.threads):
             return self.backprop.predict(self.W, self.b, X)

@@ -41,9 +41,8 @@ import subprocess
 import sys
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from implementations.cpu_workers import BackpropEvaluation, RowBlocks
+from implementations.cpu_workers import STEP_OPTIONS, BackpropEvaluation, RowBlocks, step_metadata, step_parts
 from pgdbench.core import mpi, registry
 from pgdbench.core.backprop import Backprop
 from pgdbench.core.model import Parameters, batch_bounds
@@ -88,7 +87,7 @@ class MpiAllreduceTrainer(BackpropEvaluation, Trainer):
     device = "cluster"
     serial_counterpart = "numpy"
     requires = ("mpi4py",)
-    options = {"local": "numpy"}
+    options = {"local": "numpy", **STEP_OPTIONS}
 
     @classmethod
     def availability(cls):
@@ -110,8 +109,9 @@ class MpiAllreduceTrainer(BackpropEvaluation, Trainer):
         # every rank must start from the same point: rank 0's parameters win
         if self.size > 1:
             self._sync_params_from_root()
+        self.gemm, self.kernels = step_parts(self.opts, self.dtype)
         self.rows = RowBlocks(self.threads, "pgdbench-mpi")
-        self.backprop = Backprop(spec, self.dtype, elementwise=self.rows)
+        self.backprop = Backprop(spec, self.dtype, elementwise=self.rows, gemm=self.gemm, kernels=self.kernels)
         # the step's gradient buffers are views of one flat array: one Allreduce sums them all
         self._grad_flat, views = flat_views(spec.shapes + [(n,) for n in spec.layers[1:]], self.dtype)
         self.backprop.gW, self.backprop.gb = views[:len(self.W)], views[len(self.W):]
@@ -147,7 +147,7 @@ class MpiAllreduceTrainer(BackpropEvaluation, Trainer):
 
     def train_epoch(self, order, batch_size, learning_rate, progress=None):
         self.backprop.ensure(-(-batch_size // self.size))
-        with threadpool_limits(limits=self.threads, user_api="blas"):
+        with self.gemm.limit(self.threads):
             for start, stop in batch_bounds(len(order), batch_size):
                 lo, hi = mpi.share(stop - start, self.rank, self.size)
                 self._step_slice(order[start + lo:start + hi], stop - start, learning_rate)
@@ -160,7 +160,8 @@ class MpiAllreduceTrainer(BackpropEvaluation, Trainer):
             self._sync_params_from_root()
 
     def metadata(self):
-        return {**mpi_metadata(self.comm, self.threads), "local_backend": self.opts["local"]}
+        return {**mpi_metadata(self.comm, self.threads), "local_backend": self.opts["local"],
+                **step_metadata(self.gemm, self.kernels)}
 
     def close(self):
         if self.local is not None:

@@ -18,9 +18,7 @@ depends on K. Communication is once per period instead of once per minibatch.
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
-
-from implementations.cpu_workers import BackpropEvaluation, RowBlocks
+from implementations.cpu_workers import STEP_OPTIONS, BackpropEvaluation, RowBlocks, step_metadata, step_parts
 from implementations.mpi_allreduce import mpi_library_loads, mpi_metadata
 from pgdbench.core import mpi
 from pgdbench.core.backprop import Backprop
@@ -36,7 +34,8 @@ class MpiAveragingTrainer(BackpropEvaluation, Trainer):
     device = "cluster"
     serial_counterpart = "numpy"
     requires = ("mpi4py",)
-    options = {"sync_every": Option(0, minimum=0, zero="once per epoch")}  # minibatches between averagings
+    options = {"sync_every": Option(0, minimum=0, zero="once per epoch"),   # minibatches between averagings
+               **STEP_OPTIONS}
     reference_options = {}       # exact minibatch GD with one rank (the kit's single process)
 
     @classmethod
@@ -57,7 +56,8 @@ class MpiAveragingTrainer(BackpropEvaluation, Trainer):
         if self.size > 1:
             self.comm.Bcast(self._flat, root=0)  # every rank starts from rank 0's parameters
         self.rows = RowBlocks(self.threads, "pgdbench-mpi-averaging")
-        self.backprop = Backprop(spec, self.dtype, elementwise=self.rows)
+        self.gemm, self.kernels = step_parts(self.opts, self.dtype)
+        self.backprop = Backprop(spec, self.dtype, elementwise=self.rows, gemm=self.gemm, kernels=self.kernels)
 
     def _average(self) -> None:
         if self.size > 1:
@@ -72,7 +72,7 @@ class MpiAveragingTrainer(BackpropEvaluation, Trainer):
         longest = len(batch_bounds(-(-len(order) // self.size), batch_size))
         period = self.opts["sync_every"] or longest
         self.backprop.ensure(batch_size)
-        with threadpool_limits(limits=self.threads, user_api="blas"):
+        with self.gemm.limit(self.threads):
             for j in range(longest):
                 if j < len(mine):
                     start, stop = mine[j]
@@ -88,7 +88,8 @@ class MpiAveragingTrainer(BackpropEvaluation, Trainer):
             self.comm.Bcast(self._flat, root=0)
 
     def metadata(self):
-        return {**mpi_metadata(self.comm, self.threads), "sync_every": self.opts["sync_every"]}
+        return {**mpi_metadata(self.comm, self.threads), "sync_every": self.opts["sync_every"],
+                **step_metadata(self.gemm, self.kernels)}
 
     def close(self):
         self.rows.close()

@@ -62,6 +62,7 @@ import os
 
 import numpy as np
 
+from pgdbench.core import gemm
 from pgdbench.core.model import Parameters
 from pgdbench.core.protocol import Option, Parallelism, Trainer, validate_batch
 from pgdbench.errors import UsageError
@@ -81,7 +82,9 @@ class NumbaTrainer(Trainer):
     serial_counterpart = "numba"
     requires = ("numba",)
     options = {"kernel": Option("blas", choices=("blas", "loops")),
-               "update": Option("reduce", choices=("reduce", "rows"))}
+               "update": Option("reduce", choices=("reduce", "rows")),
+               "gemm": Option("auto", choices=("auto",) + gemm.NAMES),
+               "exp": Option("vector", choices=("vector", "libm"))}
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
@@ -89,10 +92,13 @@ class NumbaTrainer(Trainer):
 
         from implementations import _numba_kernels as kernels  # imports numba: only when the backend is built
 
+        self.gemm = gemm.get(self.opts["gemm"])
+        self.provider = kernels.PROVIDER_IDS[self.gemm.name]
+        kernels.fill_slots(self.gemm)
         if self.threads > numba.config.NUMBA_NUM_THREADS:
             raise UsageError(f"numba was started with {numba.config.NUMBA_NUM_THREADS} threads; "
                              f"set NUMBA_NUM_THREADS={self.threads} before starting Python to use {self.threads}")
-        # numba's np.dot calls SciPy's BLAS; load it now so threadpoolctl can pin it to one thread
+        # gemm=numpy: numba's np.dot calls SciPy's BLAS; load it now so threadpoolctl can pin it to one thread
         import scipy.linalg.cython_blas  # noqa: F401
 
         self.numba, self.k = numba, kernels
@@ -155,7 +161,8 @@ class NumbaTrainer(Trainer):
 
     def _run(self, mode, X, Y, order, start, stop, batch_size, learning_rate=0.0, out=None):
         self.k.run(mode, X, Y, order, start, stop, batch_size, self._Ws, self._bs, self._xs, self._ys,
-                   self._acts, self._deltas, self._G, self._gb, self.threads, self.use_blas, self.rows_update,
+                   self._acts, self._deltas, self._G, self._gb, self.threads, self.use_blas, self.provider,
+                   self.opts["exp"] == "vector", self.rows_update,
                    float(learning_rate), self._scratch, self._out if out is None else out)
 
     def train_epoch(self, order, batch_size, learning_rate, progress=None):
@@ -203,7 +210,7 @@ class NumbaTrainer(Trainer):
         except ValueError:  # no parallel region has run yet (cannot happen after __init__)
             layer = "not started"
         return {"numba": numba.__version__, "threading_layer": layer, "kernel": self.opts["kernel"],
-                "update": self.opts["update"],
+                "update": self.opts["update"], "exp": self.opts["exp"], "gemm": self.gemm.info() if self.use_blas else None,
                 "numba_threads": self.threads, "numba_num_threads_max": numba.config.NUMBA_NUM_THREADS,
                 "cache_dir": os.environ.get("NUMBA_CACHE_DIR", "(next to the module)")}
 

@@ -30,9 +30,8 @@ step). What this backend adds:
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from implementations.cpu_workers import BackpropEvaluation, RowBlocks
+from implementations.cpu_workers import STEP_OPTIONS, BackpropEvaluation, RowBlocks, step_metadata, step_parts
 from pgdbench.core.backprop import Backprop
 from pgdbench.core.model import batch_bounds
 from pgdbench.core.protocol import Parallelism, Trainer
@@ -42,24 +41,29 @@ class NumpyBlasTrainer(BackpropEvaluation, Trainer):
     description = "NumPy + threaded BLAS; 1 thread = Fast Serial, T threads = Fast Parallel"
     parallelism = Parallelism.MATRIX
     serial_counterpart = "numpy"
+    options = STEP_OPTIONS
 
     def __init__(self, spec, params, *, dtype=np.float32, threads=1, options=None):
         super().__init__(spec, params, dtype=dtype, threads=threads, options=options)
         own = params.copy(self.dtype)
         self.W, self.b = own.weights, own.biases
+        self.gemm, self.kernels = step_parts(self.opts, self.dtype)
         self.rows = RowBlocks(self.threads, "pgdbench-numpy")   # 1 thread: no pool at all
-        self.backprop = Backprop(spec, self.dtype, elementwise=self.rows)
+        self.backprop = Backprop(spec, self.dtype, elementwise=self.rows, gemm=self.gemm, kernels=self.kernels)
 
     def _step(self, idx: np.ndarray, learning_rate: float) -> None:
         self.backprop.step(self.W, self.b, self.X, self.Y, idx, learning_rate)
 
     def train_epoch(self, order, batch_size, learning_rate, progress=None):
         self.backprop.ensure(batch_size)
-        with threadpool_limits(limits=self.threads, user_api="blas"):
+        with self.gemm.limit(self.threads):
             for start, stop in batch_bounds(len(order), batch_size):
                 self._step(order[start:stop], learning_rate)
                 if progress is not None:
                     progress(stop - start)
+
+    def metadata(self):
+        return step_metadata(self.gemm, self.kernels)
 
     def close(self):
         self.rows.close()

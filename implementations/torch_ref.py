@@ -35,6 +35,31 @@ from pgdbench.core.protocol import Option, Parallelism, Trainer, validate_batch
 from pgdbench.errors import BackendUnavailable
 
 
+def resolve_device(torch, option: str, backend: str):
+    """The torch.device of ``-o device=auto|cpu|cuda`` (auto: CUDA when torch sees a GPU)."""
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if option == "auto" else option
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable(f"backend {backend!r}: device=cuda asked for, but torch sees no CUDA GPU")
+    return torch.device(device)
+
+
+@contextmanager
+def torch_threads(torch, threads: int, grad: bool = False):
+    """torch.set_num_threads(T) for the duration of a call, the process's setting restored after; autograd off
+    unless ``grad`` (the explicit step needs no graph)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.set_grad_enabled(grad):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def cpu_blas(torch) -> str:
+    return "mkl" if torch.backends.mkl.is_available() else "other"
+
+
 class TorchTrainer(Trainer):
     description = "PyTorch reference framework (explicit backprop, plain SGD); CPU threads or CUDA"
     parallelism = Parallelism.MATRIX
@@ -47,12 +72,7 @@ class TorchTrainer(Trainer):
         import torch
 
         self.torch = torch
-        device = self.opts["device"]
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailable("backend 'torch': device=cuda asked for, but torch sees no CUDA GPU")
-        self.device = torch.device(device)
+        self.device = resolve_device(torch, self.opts["device"], self.name)
         self.tdtype = torch.float32 if self.dtype == np.float32 else torch.float64
         self.W = [self._tensor(w) for w in params.weights]
         self.b = [self._tensor(b) for b in params.biases]
@@ -62,16 +82,8 @@ class TorchTrainer(Trainer):
         # a copy, so that the caller's arrays are never aliased
         return self.torch.tensor(np.asarray(array, dtype=self.dtype), device=self.device)
 
-    @contextmanager
     def _threads(self):
-        """torch.set_num_threads(T) for the duration of a call; the process's setting restored after."""
-        before = self.torch.get_num_threads()
-        self.torch.set_num_threads(self.threads)
-        try:
-            with self.torch.no_grad():
-                yield
-        finally:
-            self.torch.set_num_threads(before)
+        return torch_threads(self.torch, self.threads)
 
     def _sync(self):
         if self.device.type == "cuda":
@@ -195,5 +207,5 @@ class TorchTrainer(Trainer):
             meta["gpu"] = t.cuda.get_device_name(self.device)
         else:
             meta["intra_op_threads"] = self.threads
-            meta["blas"] = "mkl" if t.backends.mkl.is_available() else "other"
+            meta["blas"] = cpu_blas(t)
         return meta

@@ -29,6 +29,10 @@ DEPRECATED = ("pgdbench.protocol", "pgdbench.model", "pgdbench.registry", "pgdbe
 DEFERRED = {
     ("implementations.numba_prange", "implementations._numba_kernels"):
         "the kernels module imports numba (a heavy optional package) at its top",
+    ("pgdbench.harness.peak", "pgdbench.harness.fma_clock"):
+        "the clock's FMA chain is compiled with numba (an optional package), imported at its top",
+    ("pgdbench.core.elementwise", "pgdbench.core.fused_numba"):
+        "the compiled elementwise passes import numba (an optional package) at their top",
 }
 
 

@@ -154,6 +154,6 @@ def test_report_reads_asv_results(tmp_path):
                          timeout=120)
     assert rep.returncode == 0, rep.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| net1h | numpy T=1 | 512 | 2.77* | 59.1 | 1 | 1 | - | asv |" in md   # 28.35 ms per step of 512
+    assert "| net1h | numpy T=1 | 512 | 2.77* | 59.1 | 1 | 1 | - | - | asv |" in md   # 28.35 ms per step of 512
     assert "AMD EPYC, 2 CPUs" in md and "Commit e59b9c30" in md and "Measured 2026-12-01" in md
     assert (tmp_path / "rep" / "tpe_net1h.png").exists()

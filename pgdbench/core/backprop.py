@@ -12,11 +12,16 @@ backend (see :class:`ArrayNamespace`). What makes it fast:
   below is linear in it, so all come out scaled, no pass over a large array
   applies η/B, and each weight matrix sees one GEMM into a preallocated
   buffer and one in-place subtraction;
-* the sigmoid is the namespace's in-place σ (NumPy: :func:`sigmoid_`, SIMD
-  ``exp`` and reciprocal, not ``scipy.special.expit``);
-* the elementwise passes (σ and σ′) go through ``elementwise(fn, arrays,
-  *shared)``, so a backend decides how they run: :func:`serial`, or split in
-  blocks of rows over a thread pool (the ``numpy`` backend with T > 1).
+* the matrix products go through a GEMM provider (:mod:`pgdbench.core.gemm`:
+  NumPy's OpenBLAS called directly, oneMKL, or ``np.matmul``); where the
+  provider can accumulate (β = 1), :meth:`Backprop.step` folds the weight
+  update into the gradient's GEMM, W ← W − aᵀδ, and no gradient matrix is
+  written at all;
+* the elementwise passes (bias + σ, the output δ, σ′) come from an
+  elementwise strategy (:mod:`pgdbench.core.elementwise`: NumPy ufuncs, or
+  one compiled, vectorised pass each), and run through ``elementwise(fn,
+  arrays, *shared)``, so a backend decides how they run: :func:`serial`, or
+  split in blocks of rows over a thread pool (the ``numpy`` backend with T > 1).
 
 The arithmetic is Kamra et al.'s (*Parallel Gradient Descent*) Algorithms 3 and 4 with examples as rows, the same
 as :mod:`pgdbench.core.reference` (σ′(z) taken from the stored activation as
@@ -29,6 +34,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from pgdbench.core import gemm as gemm_providers
+from pgdbench.core.elementwise import XpElementwise
 from pgdbench.core.model import NetSpec, Parameters, batch_bounds, sigmoid_
 
 
@@ -44,6 +51,20 @@ class ArrayNamespace:
 
 
 NUMPY = ArrayNamespace(np, sigmoid_, lambda d, out: np.add.reduce(d, axis=0, out=out), np.array)
+
+
+class XpGemm(gemm_providers.Gemm):
+    """The products of another array namespace (CuPy: cuBLAS): its ``matmul``, no β = 1."""
+
+    def __init__(self, xp):
+        self.xp = xp
+        self.name = f"{xp.__name__}.matmul"
+
+    def matmul(self, a, b, out):
+        self.xp.matmul(a, b, out=out)
+
+    def info(self):
+        return {"provider": self.name, "fused_update": False}
 
 
 def serial(fn: Callable, arrays: Sequence, *shared) -> None:
@@ -63,12 +84,17 @@ class Backprop:
     """
 
     def __init__(self, spec: NetSpec, dtype, *, namespace: ArrayNamespace = NUMPY,
-                 elementwise: Callable = serial):
+                 elementwise: Callable = serial, gemm: Optional[gemm_providers.Gemm] = None, kernels=None):
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.ns = namespace
         self.xp = namespace.xp
         self.elementwise = elementwise
+        #: the matrix products (:mod:`pgdbench.core.gemm`); any namespace's own ``matmul`` by default
+        self.gemm = gemm if gemm is not None else (gemm_providers.Gemm() if namespace.xp is np
+                                                   else XpGemm(namespace.xp))
+        #: the elementwise passes (:mod:`pgdbench.core.elementwise`); the namespace's ufuncs by default
+        self.kernels = kernels if kernels is not None else XpElementwise(namespace.xp, namespace.sigmoid)
         self.capacity = 0
         #: scale · Σ∇ of the last minibatch (weights, biases), summed over its examples
         self.gW = [self.xp.empty(shape, self.dtype) for shape in spec.shapes]
@@ -86,6 +112,14 @@ class Backprop:
         self._scratch = xp.empty((capacity, max(widths[1:])), dt)
         self.capacity = capacity
 
+    def bind(self, x, y, acts: list, deltas: list, scratch) -> None:
+        """Work in the given arrays instead of buffers of its own: ``x``, ``y`` (rows × n_0, rows × n_L), the
+        activations and deltas of every layer (rows × n_l) and a scratch of the widest layer. Example workers
+        bind to consecutive blocks of rows of one set of batch-wide arrays, so that a single GEMM can then span
+        the whole minibatch."""
+        self._x, self._y, self._act, self._delta, self._scratch = x, y, list(acts), list(deltas), scratch
+        self.capacity = len(x)
+
     # -- the step ------------------------------------------------------------------
     def forward(self, W, b, x) -> list:
         """Activations a_0 = x, a_1, ..., a_L of the rows of ``x`` (at most ``capacity``), in the buffers."""
@@ -93,32 +127,24 @@ class Backprop:
         acts = [x]
         for W_l, b_l, buf in zip(W, b, self._act):
             z = buf[:n]
-            self.xp.matmul(acts[-1], W_l, out=z)
-            self.elementwise(self.ns.sigmoid, (z,), b_l)      # a = σ(z + b), in place
+            self.gemm.matmul(acts[-1], W_l, z)
+            self.elementwise(self.kernels.bias_sigmoid, (z,), b_l)      # a = σ(z + b), in place
             acts.append(z)
         return acts
-
-    def _times_sigmoid_prime(self, d, a, one_minus_a) -> None:
-        """d ← d ∘ a ∘ (1 − a): σ′(z) from the stored activation, as in the paper."""
-        self.xp.subtract(1, a, out=one_minus_a)
-        d *= a
-        d *= one_minus_a
 
     def deltas(self, W, acts, y, scale: float = 1.0) -> list:
         """``scale`` · δ_l of every layer at weights ``W``: scaling the output δ (rows × n_out) scales them all."""
         n = len(y)
         out = [None] * len(W)
         d = self._delta[-1][:n]
-        self.xp.subtract(acts[-1], y, out=d)                  # ∂(½‖a − y‖²)/∂a
-        if scale != 1:
-            d *= scale
-        self.elementwise(self._times_sigmoid_prime, (d, acts[-1], self._scratch[:n, :d.shape[1]]))
+        # scale · (a − y) ∘ a ∘ (1 − a): ∂(½‖a − y‖²)/∂z, σ′(z) from the stored activation as in the paper
+        self.elementwise(self.kernels.output_delta, (d, acts[-1], y, self._scratch[:n, :d.shape[1]]), scale)
         out[-1] = d
         for layer in range(len(W) - 1, 0, -1):
             below = self._delta[layer - 1][:n]
-            self.xp.matmul(out[layer], W[layer].T, out=below)
+            self.gemm.matmul(out[layer], W[layer].T, below)
             a = acts[layer]
-            self.elementwise(self._times_sigmoid_prime, (below, a, self._scratch[:n, :a.shape[1]]))
+            self.elementwise(self.kernels.times_sigmoid_prime, (below, a, self._scratch[:n, :a.shape[1]]))
             out[layer - 1] = below
         return out
 
@@ -132,12 +158,16 @@ class Backprop:
 
     def gradient(self, W, b, X, Y, idx, scale: float) -> None:
         """gW, gb ← ``scale`` · Σ_{i ∈ idx} ∂(½‖y_i − a_L(x_i)‖²)/∂θ at parameters (W, b)."""
+        acts, deltas = self.propagate(W, b, X, Y, idx, scale)
+        for layer, d in enumerate(deltas):
+            self.gemm.matmul(acts[layer].T, d, self.gW[layer])   # scale · Σ_i a_{l-1} δ_lᵀ
+            self.ns.column_sum(d, self.gb[layer])
+
+    def propagate(self, W, b, X, Y, idx, scale: float):
+        """Activations and ``scale``·δ of every layer for the examples ``idx`` at parameters (W, b)."""
         x, y = self.gather(X, Y, idx)
         acts = self.forward(W, b, x)
-        deltas = self.deltas(W, acts, y, scale)              # all of them first: they need the old weights
-        for layer, d in enumerate(deltas):
-            self.xp.matmul(acts[layer].T, d, out=self.gW[layer])  # scale · Σ_i a_{l-1} δ_lᵀ
-            self.ns.column_sum(d, self.gb[layer])
+        return acts, self.deltas(W, acts, y, scale)           # all δ first: they need the old weights
 
     def update(self, W, b) -> None:
         """θ ← θ − (gW, gb): the last gradient, already multiplied by the step size, applied in place."""
@@ -146,9 +176,21 @@ class Backprop:
             b_l -= gb
 
     def step(self, W, b, X, Y, idx, learning_rate: float) -> None:
-        """One step of minibatch gradient descent on the examples ``idx``: θ ← θ − (η/B) Σ∇."""
-        self.gradient(W, b, X, Y, idx, learning_rate / len(idx))
-        self.update(W, b)
+        """One step of minibatch gradient descent on the examples ``idx``: θ ← θ − (η/B) Σ∇.
+
+        With a provider that accumulates, each weight matrix gets one GEMM,
+        W ← W − aᵀ((η/B)·δ) (β = 1), and no gradient matrix is written; else
+        the gradient is formed (:meth:`gradient`) and subtracted (:meth:`update`).
+        """
+        if not self.gemm.fused_update:
+            self.gradient(W, b, X, Y, idx, learning_rate / len(idx))
+            self.update(W, b)
+            return
+        acts, deltas = self.propagate(W, b, X, Y, idx, learning_rate / len(idx))
+        for layer, (W_l, b_l, d) in enumerate(zip(W, b, deltas)):
+            self.gemm.update(acts[layer].T, d, W_l, -1.0, self.gW[layer])
+            self.ns.column_sum(d, self.gb[layer])
+            b_l -= self.gb[layer]
 
     # -- for the checks and evaluation (off the clock) ------------------------------------
     def loss_and_gradients(self, W, b, X, Y) -> tuple[float, Parameters]:

@@ -204,6 +204,16 @@ def check_convergence(cls: type, threads: int = 1, min_accuracy: float = 0.80) -
 
 # -- running them all ------------------------------------------------------
 
+def with_options(cls: type, options: dict) -> type:
+    """``cls`` held to the kit under ``options`` (say a GEMM provider or an elementwise strategy): a subclass whose
+    reference options are the backend's own updated by ``options`` (they must not turn off plain minibatch GD:
+    the kit cannot tell)."""
+    if not options:
+        return cls
+    return type(cls.__name__, (cls,), {"name": cls.name, "__module__": cls.__module__,
+                                       "reference_options": {**(cls.reference_options or {}), **options}})
+
+
 def checks_for(cls: type) -> list[tuple[str, Callable[[], object]]]:
     """(name, thunk) of every check that applies to ``cls``, in the order they should run."""
     out = [("protocol", lambda: check_protocol(cls))]

@@ -165,6 +165,39 @@ def start(trainer_cls: type, spec: NetSpec, dataset: Dataset, settings: Settings
     return Started(trainer, initial, transfer)
 
 
+@dataclass(frozen=True)
+class EpochTime:
+    """The clock of one training epoch."""
+
+    elapsed: float            # wall time of train_epoch
+    examples: int             # examples it processed
+    n_train: int              # examples of a whole epoch
+    projected: bool           # examples < n_train: ``seconds`` is extrapolated
+
+    @property
+    def seconds(self) -> float:
+        """Time per (whole) epoch."""
+        return self.elapsed * self.n_train / self.examples
+
+    def gflops(self, spec: NetSpec) -> float:
+        return spec.flops_per_epoch(self.examples) / self.elapsed / 1e9
+
+
+def timed_epoch(trainer: Trainer, n: int, settings: Settings, epoch: int, max_examples: Optional[int] = None,
+                progress_factory: Optional[Callable[[int, int], Callable[[int], None]]] = None) -> EpochTime:
+    """Epoch ``epoch`` (from 1) of the core's example order over ``n`` examples (the first ``max_examples`` of it),
+    trained and timed with a wall clock; nothing else is on the clock."""
+    order = epoch_order(n, settings.seed, epoch, settings.shuffle)
+    projected = max_examples is not None and max_examples < n
+    if projected:
+        order = order[:max_examples]
+    progress = progress_factory(epoch, len(order)) if progress_factory else None
+    clock = time.perf_counter()
+    trainer.train_epoch(order, settings.batch_size, settings.learning_rate, progress)
+    elapsed = time.perf_counter() - clock
+    return EpochTime(elapsed, len(order), n, projected)
+
+
 def fit(trainer_cls: type, spec: NetSpec, dataset: Dataset, settings: Settings = Settings(), *, epochs: int = 1,
         max_examples: Optional[int] = None, evaluate_every_epoch: bool = True, test_every_epoch: bool = False,
         on_epoch: Optional[Callable[[EpochRecord], None]] = None,
@@ -198,16 +231,8 @@ def fit(trainer_cls: type, spec: NetSpec, dataset: Dataset, settings: Settings =
                            np.dtype(settings.dtype).name, started.transfer_seconds, metadata=trainer.metadata())
         total = 0.0
         for epoch in range(1, epochs + 1):
-            order = epoch_order(n, settings.seed, epoch, settings.shuffle)
-            projected = max_examples is not None and max_examples < n
-            if projected:
-                order = order[:max_examples]
-            progress = progress_factory(epoch, len(order)) if progress_factory else None
-            clock = time.perf_counter()
-            trainer.train_epoch(order, settings.batch_size, settings.learning_rate, progress)
-            elapsed = time.perf_counter() - clock
-            seconds = elapsed * n / len(order)
-            total += seconds
+            epoch_time = timed_epoch(trainer, n, settings, epoch, max_examples, progress_factory)
+            total += epoch_time.seconds
             val_loss = val_acc = float("nan")
             why = ""
             if evaluate_every_epoch or epoch == epochs:
@@ -219,8 +244,8 @@ def fit(trainer_cls: type, spec: NetSpec, dataset: Dataset, settings: Settings =
                        else no_learning(out, y_check, loss, start_loss))
             test_acc = (evaluate(trainer, dataset.X_test, dataset.y_test, dataset.n_classes)[1]
                         if test_every_epoch else float("nan"))
-            record = EpochRecord(epoch, seconds, len(order), spec.flops_per_epoch(len(order)) / elapsed / 1e9,
-                                 val_loss, val_acc, projected, total, test_acc)
+            record = EpochRecord(epoch, epoch_time.seconds, epoch_time.examples, epoch_time.gflops(spec),
+                                 val_loss, val_acc, epoch_time.projected, total, test_acc)
             result.epochs.append(record)
             if why:  # a net that has diverged or learns nothing has no time worth reporting
                 result.diverged = True

@@ -8,16 +8,17 @@ data set and returns one flat record.
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 import time
 import traceback
 from dataclasses import asdict, dataclass
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from pgdbench.core import registry
 from pgdbench.core.model import resolve_net
 from pgdbench.core.protocol import resolve_options, usable_cpus
-from pgdbench.core.training import Settings, fit
+from pgdbench.core.training import Settings, evaluate, fit, start, timed_epoch
 from pgdbench.errors import DivergedError, PgdbenchError, UsageError
 from pgdbench.harness import peak
 
@@ -51,18 +52,41 @@ class Config:
         return f"{self.backend}[{self.net},B={self.batch_size},T={self.threads},{self.dtype}{',' + opts if opts else ''}]"
 
 
+def split_backend(spec: str) -> tuple[str, dict]:
+    """``"threads[reduce=rows,gemm=mkl]"`` → ("threads", {"reduce": "rows", "gemm": "mkl"}); a plain name → (name,
+    {}). So that one run can hold a backend under several option sets side by side (before and after, say)."""
+    name, bracket, rest = spec.partition("[")
+    if not bracket:
+        return spec.strip(), {}
+    if not rest.endswith("]"):
+        raise UsageError(f"backend {spec!r}: expected NAME or NAME[KEY=VALUE,...]")
+    options = {}
+    for item in filter(None, (i.strip() for i in rest[:-1].split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"backend {spec!r}: expected KEY=VALUE inside the brackets, got {item!r}")
+        options[key.strip()] = value.strip()
+    return name.strip(), options
+
+
 def expand(backends: Iterable[str], nets: Iterable[str], batch_sizes: Iterable[int], threads: Iterable[int],
            dtypes: Iterable[str] = ("float32",), options: Optional[dict] = None,
            with_serial: bool = True) -> list[Config]:
     """Every combination, with serial-only backends at 1 thread, plus (if ``with_serial``) each
-    backend's serial counterpart at 1 thread, so that speedups can be computed from the same run."""
+    backend's serial counterpart at 1 thread, so that speedups can be computed from the same run.
+    A backend may be written with options of its own, ``numpy[gemm=mkl]`` (:func:`split_backend`)."""
 
+    options = options or {}
+    specs = [split_backend(b) for b in backends]
+    check_options(backends, options)
     out: list[Config] = []
-    for b, n, bs, t, dt in itertools.product(backends, nets, batch_sizes, threads, dtypes):
+    for (b, own), n, bs, t, dt in itertools.product(specs, nets, batch_sizes, threads, dtypes):
         cls = registry.get(b)
         if not cls.uses_threads and t != 1:
             continue
-        opts = tuple(sorted((k, v) for k, v in (options or {}).items() if k in cls.options))  # those it declares
+        # each backend gets the options it declares: -o gemm=mkl sweeps numpy and threads, torch runs as it is;
+        # options written with the backend (numpy[gemm=mkl]) are its own and win
+        opts = tuple(sorted({**{k: v for k, v in options.items() if k in cls.options}, **own}.items()))
         out.append(Config(b, n, bs, t, dt, opts))
         if with_serial:
             serial = cls.serial_counterpart or b
@@ -78,8 +102,10 @@ def expand(backends: Iterable[str], nets: Iterable[str], batch_sizes: Iterable[i
 
 def check_options(backends: Iterable[str], options: Optional[dict]) -> None:
     """Every option (or value of a sweep) must be declared by one of ``backends`` and valid for each that declares
-    it: checked before a grid starts, since ``expand`` hands each backend only the options it declares."""
-    classes = [registry.get(b) for b in backends]
+    it, and the options written with a backend (``numpy[gemm=mkl]``) must be its own: checked before a grid starts,
+    since ``expand`` hands each backend only the options it declares."""
+    specs = [split_backend(b) for b in backends]
+    classes = [registry.get(name) for name, _ in specs]
     for combo in option_grid(options):
         unknown = [k for k in combo if not any(k in cls.options for cls in classes)]
         if unknown:
@@ -87,8 +113,8 @@ def check_options(backends: Iterable[str], options: Optional[dict]) -> None:
             raise UsageError(f"no backend among {', '.join(cls.name for cls in classes)} has option "
                              f"{', '.join(unknown)}; their options: {', '.join(known) or 'none'} "
                              f"(pgdbench list -v shows them)")
-        for cls in classes:
-            resolve_options(cls, {k: v for k, v in combo.items() if k in cls.options})
+        for cls, (_, own) in zip(classes, specs):
+            resolve_options(cls, {**{k: v for k, v in combo.items() if k in cls.options}, **own})
 
 
 def option_grid(options: Optional[dict]) -> list[dict]:
@@ -119,12 +145,53 @@ def best_options(records: list[dict]) -> list[dict]:
     return out
 
 
+def _base_record(config: Config, dataset, epochs: int, learning_rate: float, seed: int) -> dict:
+    return {"kind": "bench", **asdict(config), "options": config.options_dict, "dataset": dataset.name,
+            "epochs": epochs, "learning_rate": learning_rate, "seed": seed}
+
+
+def _ok_record(record: dict, cls, spec, dataset, times: list[float], gflops: list[float], examples: int,
+               projected: bool, transfer: float, val_accuracy: float, test_accuracy: float, wall: float,
+               metadata: dict) -> dict:
+    """The record of a point measured without error: median time per epoch and GFLOP/s, and the peak's fraction."""
+    gflops_median = statistics.median(gflops)
+    return {
+        **record,
+        "status": "ok",
+        "layers": list(spec.layers),
+        "n_train": len(dataset.X_train),
+        "examples_timed": examples,
+        "projected": projected,
+        "seconds_per_epoch": statistics.median(times),
+        "examples_per_second": len(dataset.X_train) / statistics.median(times),
+        "epoch_seconds": times,
+        "gflops": gflops_median,
+        **peak.fraction_fields(gflops_median, record["dtype"], record["threads"]),
+        "transfer_seconds": transfer,
+        "val_accuracy": val_accuracy,
+        "test_accuracy": test_accuracy,
+        "wall_seconds": wall,
+        "parallelism": cls.parallelism.value,
+        "serial_counterpart": cls.serial_counterpart,
+        "backend_metadata": metadata,
+    }
+
+
+def _failed(record: dict, exc: BaseException) -> dict:
+    """A bad run as a record: the grid goes on."""
+    if isinstance(exc, DivergedError):
+        return {**record, "status": "diverged", "reason": str(exc)}
+    if isinstance(exc, PgdbenchError):
+        return {**record, "status": "error", "reason": str(exc)}
+    return {**record, "status": "error", "reason": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(exc, limit=5))}
+
+
 def measure(config: Config, dataset, *, epochs: int = 1, learning_rate: float = 0.1, seed: int = 0,
             max_examples: Optional[int] = None, warmup_batches: int = 2, progress_factory=None) -> dict:
     """Train ``config`` for ``epochs`` and return a flat record (never raises for a bad run: the record says)."""
 
-    record = {"kind": "bench", **asdict(config), "options": config.options_dict, "dataset": dataset.name,
-              "epochs": epochs, "learning_rate": learning_rate, "seed": seed}
+    record = _base_record(config, dataset, epochs, learning_rate, seed)
     try:
         cls = registry.get(config.backend)
         avail = registry.entry(config.backend).availability()
@@ -139,38 +206,99 @@ def measure(config: Config, dataset, *, epochs: int = 1, learning_rate: float = 
         result = fit(cls, spec, dataset, settings, epochs=epochs, max_examples=max_examples,
                      progress_factory=progress_factory)
         wall = time.perf_counter() - start
-    except DivergedError as exc:
-        return {**record, "status": "diverged", "reason": str(exc)}
-    except PgdbenchError as exc:
-        return {**record, "status": "error", "reason": str(exc)}
-    except Exception as exc:  # a backend bug: recorded, and the rest of the grid still runs
-        return {**record, "status": "error", "reason": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(limit=5)}
-    times = [e.seconds for e in result.epochs]
-    tpe = statistics.median(times)
-    gflops = statistics.median(e.gflops for e in result.epochs)
-    machine_peak = peak.lookup(config.dtype, config.threads)
-    return {
-        **record,
-        "status": "ok",
-        "layers": list(spec.layers),
-        "n_train": len(dataset.X_train),
-        "examples_timed": result.epochs[-1].examples,
-        "projected": any(e.projected for e in result.epochs),
-        "seconds_per_epoch": tpe,
-        "examples_per_second": len(dataset.X_train) / tpe,
-        "epoch_seconds": times,
-        "gflops": gflops,
-        "peak_gflops": machine_peak,
-        "fraction_of_peak": gflops / machine_peak if machine_peak else None,
-        "transfer_seconds": result.transfer_seconds,
-        "val_accuracy": result.epochs[-1].val_accuracy,
-        "test_accuracy": result.test_accuracy,
-        "wall_seconds": wall,
-        "parallelism": cls.parallelism.value,
-        "serial_counterpart": cls.serial_counterpart,
-        "backend_metadata": result.metadata,
-    }
+    except Exception as exc:  # a backend bug too: recorded, and the rest of the grid still runs
+        return _failed(record, exc)
+    return _ok_record(record, cls, spec, dataset, [e.seconds for e in result.epochs],
+                      [e.gflops for e in result.epochs], result.epochs[-1].examples,
+                      any(e.projected for e in result.epochs), result.transfer_seconds,
+                      result.epochs[-1].val_accuracy, result.test_accuracy, wall, result.metadata)
+
+
+def interleave_groups(configs: Iterable[Config]) -> list[list[Config]]:
+    """The configurations that are measured together by :func:`measure_interleaved`: those of one net, batch
+    size and dtype (every backend, thread count and option set of that point), in the order given."""
+    groups: dict[tuple, list[Config]] = {}
+    for c in configs:
+        groups.setdefault((c.net, c.batch_size, c.dtype), []).append(c)
+    return list(groups.values())
+
+
+def measure_interleaved(configs: list[Config], dataset, *, rounds: int = 5, learning_rate: float = 0.1,
+                        seed: int = 0, max_examples: Optional[int] = None, warmup_batches: int = 2,
+                        on_epoch: Optional[Callable[[Config, int, float], None]] = None) -> list[dict]:
+    """Measure ``configs`` (one net, batch size and dtype) in one process, **interleaved**: every configuration is
+    built, given the data and warmed up first; then ``rounds`` rounds each train one epoch of every configuration
+    in turn (A, B, C, A, B, C, ...; each round starts one configuration later, so that none always follows the
+    same one). All see the same minibatches in a round (epoch r of the core's order).
+
+    A machine whose load changes during the run then slows every configuration of a round alike, so the ratio
+    of two configurations' times within a round (:func:`pgdbench.harness.speedups.paired_ratios`) is far
+    steadier than the ratio of two separate runs. Each record keeps its per-round times in ``epoch_seconds``
+    (in round order) and says ``"interleaved": true``; evaluation comes after the last round, off the clock.
+    """
+    records: list[dict] = []
+    live = []   # (config, cls, spec, started, settings, base record, epoch times)
+    try:
+        for config in configs:
+            record = {**_base_record(config, dataset, rounds, learning_rate, seed), "interleaved": True}
+            try:
+                cls = registry.get(config.backend)
+                avail = registry.entry(config.backend).availability()
+                if not avail:
+                    records.append({**record, "status": "unavailable", "reason": avail.reason})
+                    continue
+                spec = resolve_net(config.net, None, dataset.n_features, dataset.n_classes)
+                cap = max_examples if max_examples is not None or not cls.projected else PROJECTED_EXAMPLES
+                settings = Settings(config.batch_size, learning_rate, config.threads, config.dtype, seed,
+                                    options=config.options_dict, warmup_batches=warmup_batches)
+                live.append([config, cls, spec, start(cls, spec, dataset, settings), settings, record, [], cap])
+            except Exception as exc:
+                records.append(_failed(record, exc))
+        n = len(dataset.X_train)
+        clock = time.perf_counter()
+        for r in range(rounds):
+            for k in range(len(live)):
+                entry = live[(k + r) % len(live)]
+                if entry[6] is None:
+                    continue
+                config, started, settings, cap = entry[0], entry[3], entry[4], entry[7]
+                try:
+                    t = timed_epoch(started.trainer, n, settings, r + 1, cap)
+                except Exception as exc:
+                    records.append(_failed(entry[5], exc))
+                    entry[6] = None
+                    continue
+                entry[6].append(t)
+                if on_epoch:
+                    on_epoch(config, r + 1, t.seconds)
+        wall = time.perf_counter() - clock
+        for config, cls, spec, started, settings, record, times, _ in live:
+            if times is None:
+                continue
+            try:
+                trainer = started.trainer
+                val_loss, val_acc = evaluate(trainer, dataset.X_val, dataset.y_val, dataset.n_classes)
+                if not math.isfinite(val_loss):
+                    raise DivergedError(f"{config.backend}: the loss became {val_loss} after {rounds} epochs "
+                                        f"(learning rate {learning_rate} too large?)")
+                test_acc = evaluate(trainer, dataset.X_test, dataset.y_test, dataset.n_classes)[1]
+                records.append(_ok_record(record, cls, spec, dataset, [t.seconds for t in times],
+                                          [t.gflops(spec) for t in times], times[-1].examples,
+                                          times[-1].projected, started.transfer_seconds, val_acc, test_acc, wall,
+                                          trainer.metadata()))
+            except Exception as exc:
+                records.append(_failed(record, exc))
+    finally:
+        for entry in live:
+            entry[3].trainer.close()
+    order = {c: k for k, c in enumerate(configs)}
+    return sorted(records, key=lambda rec: order.get(config_of(rec), len(order)))
+
+
+def config_of(record: dict) -> Config:
+    """The configuration a record measured."""
+    return Config(record["backend"], record["net"], record["batch_size"], record["threads"], record["dtype"],
+                  tuple(sorted((record.get("options") or {}).items())))
 
 
 def _opts(record: dict) -> tuple:

@@ -26,9 +26,12 @@ def cpu_model() -> str:
 
 
 def blas_info() -> list[dict]:
+    """Every BLAS and OpenMP library loaded in this process, in a fixed order (the order they were loaded in
+    depends on which module imported first, which says nothing about the machine)."""
     from threadpoolctl import threadpool_info
-    return [{k: info.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer", "architecture",
-                                      "prefix")} for info in threadpool_info()]
+    keys = ("internal_api", "version", "num_threads", "threading_layer", "architecture", "prefix")
+    return sorted(({k: info.get(k) for k in keys} for info in threadpool_info()),
+                  key=lambda r: tuple(str(r[k]) for k in keys))
 
 
 def git_commit() -> str | None:
@@ -75,7 +78,8 @@ def machine_info() -> dict:
 
 #: Environment variables that change how the thread pools of BLAS and OpenMP behave, so how fast things run.
 THREADING_VARIABLES = ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
-                       "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "PGDBENCH_MAX_THREADS")
+                       "MKL_NUM_THREADS", "KMP_BLOCKTIME", "MKL_THREADING_LAYER", "NUMBA_NUM_THREADS",
+                       "NUMBA_THREADING_LAYER", "PGDBENCH_MAX_THREADS")
 
 
 def threading_environment() -> dict:
@@ -130,5 +134,6 @@ def stable_machine_info() -> dict:
     git commit, plus GPUs and the numba threading layer. A saved run compared with a new one on the same machine
     then does not warn that the machine differs (the commit is in pytest-benchmark's commit_info)."""
     volatile = ("date", "git_commit")
-    return {**{k: v for k, v in machine_info().items() if k not in volatile}, "gpus": gpu_info(),
-            "numba_threading_layer": numba_threading_layer()}
+    layer = numba_threading_layer()   # first: starting numba loads SciPy's BLAS, which the list below then shows
+    return {**{k: v for k, v in machine_info().items() if k not in volatile}, "blas": blas_info(), "gpus": gpu_info(),
+            "numba_threading_layer": layer}

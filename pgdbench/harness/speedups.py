@@ -12,6 +12,7 @@ time per epoch of the same net, batch size and dtype. The baselines:
 """
 from __future__ import annotations
 
+import statistics
 from typing import Callable, Optional
 
 from pgdbench.harness.grid import point_key
@@ -56,4 +57,36 @@ def add_speedups_over_one(records: list[dict], count: str, group: Callable[[dict
         base = one.get(group(r))
         r[key] = speedup(base and base[seconds], r[seconds])
         r[efficiency] = r[key] / r[count] if r[key] is not None else None
+    return records
+
+
+def paired_ratios(records: list[dict], baseline: str) -> list[dict]:
+    """``ratio_vs[baseline]``: how many times faster than ``baseline`` every successful record ran (its time per
+    epoch over the record's), at the same net, batch size, dtype and thread count.
+
+    Where both records were measured interleaved in one process
+    (:func:`pgdbench.harness.grid.measure_interleaved`), the ratio is taken
+    round by round (the two epochs of a round ran seconds apart, under the same
+    load) and the record gets the median of those ratios with their least and
+    greatest (``ratio_vs_range[baseline]``); otherwise the ratio of the two
+    medians, without a range. The baseline record is the one with the
+    baseline's default options.
+    """
+    ok = _ok(records)
+    base = {}
+    for r in ok:
+        if r["backend"] == baseline and not r.get("options"):
+            base[(r["net"], r["batch_size"], r.get("dtype") or "float32", r["threads"])] = r
+    for r in ok:
+        b = base.get((r["net"], r["batch_size"], r.get("dtype") or "float32", r["threads"]))
+        if b is None:
+            continue
+        mine, theirs = r.get("epoch_seconds") or [], b.get("epoch_seconds") or []
+        if r.get("interleaved") and b.get("interleaved") and len(mine) == len(theirs) and mine:
+            each = [t_b / t for t_b, t in zip(theirs, mine)]
+            value, spread = statistics.median(each), (min(each), max(each))
+        else:
+            value, spread = speedup(b.get("seconds_per_epoch"), r.get("seconds_per_epoch")), None
+        r.setdefault("ratio_vs", {})[baseline] = value
+        r.setdefault("ratio_vs_range", {})[baseline] = spread
     return records

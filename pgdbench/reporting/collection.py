@@ -60,7 +60,9 @@ class Collection:
 
 PERF_KEYS = ("backend", "net", "batch_size", "threads", "dtype", "seconds_per_epoch", "gflops", "projected", "epochs",
              "speedup_vs_serial", "speedup_vs_1thread", "fraction_of_peak", "test_accuracy", "val_accuracy",
-             "examples_timed", "serial_counterpart", "parallelism", "options", "peak_mem_mib", "dataset")
+             "examples_timed", "serial_counterpart", "parallelism", "options", "peak_mem_mib", "dataset",
+             "peak_gflops", "peak_provider", "peak_date", "peak_machine", "peak_from", "peak_note",
+             "theoretical_gflops", "fraction_of_theoretical", "epoch_seconds", "interleaved")
 
 
 def load(paths) -> Collection:

@@ -7,6 +7,8 @@ from pgdbench.reporting.claims import evaluate, pct
 from pgdbench.reporting import claims, plots
 from pgdbench.reporting.collection import mpi_series_label, series_label
 from pgdbench.reporting.plots import PAPER_FIGURES
+from pgdbench.harness.grid import options_text
+from pgdbench.harness.speedups import paired_ratios
 from pgdbench.reporting.tables import fmt
 
 
@@ -20,6 +22,69 @@ def caption(data) -> str:
     commits = sorted(set(data.commits))
     at = f" Commit {', '.join(commits[:3])}{' …' if len(commits) > 3 else ''}." if commits else ""
     return f"Machine: {'; '.join(machines)}. Measured {span}.{on}{at} pgdbench report."
+
+
+def peak_lines(rows) -> list[str]:
+    """Where the "of peak" column's peak comes from: which BLAS set it, on what machine and when; or that the
+    results carry none, or one from another machine."""
+    with_peak = [r for r in rows if r.get("peak_gflops")]
+    lines = ["\"of peak\": GFLOP/s over the best GEMM that any BLAS the suite can call reached at the same dtype and "
+             "threads (`pgdbench peak`); \"of limit\": over the cores' theoretical limit (vector lanes × FMA units "
+             "× 2 × clock), which nothing can exceed."]
+    if not with_peak:
+        return lines + ["", "**No peak**: these results were measured where `pgdbench peak` had not been run; the "
+                            "fractions are missing."]
+    sources = sorted({(str(r.get("peak_machine")), str(r.get("peak_date"))[:10], r.get("peak_from") or "?",
+                       r.get("peak_provider") or "numpy") for r in with_peak})
+    for machine, date, relation, provider in sources:
+        where = "" if relation == "this machine" else f" — **from {relation}**, not the machine of the results"
+        lines.append(f"- peak measured on {machine}, {date}, best BLAS: {provider}{where}")
+    missing = len(rows) - len(with_peak)
+    if missing:
+        lines.append(f"- {missing} rows have no peak (none measured on their machine)")
+    if any((r.get("fraction_of_peak") or 0) > 1 for r in rows):
+        lines.append("- (!) above the stored peak: it was measured low (a busy machine, or older pgdbench that "
+                     "timed NumPy's BLAS only); run `pgdbench peak` again")
+    return lines
+
+
+def comparison_tables(rows, baselines) -> list[str]:
+    """Issue 12's table, per thread count and dtype: a row per net and batch size, a column per series (backend
+    and options), each cell GFLOP/s and how many times faster than each baseline backend (at the same net,
+    batch, threads and dtype). Interleaved records give the median of the per-round ratios."""
+    baselines = [b for b in baselines if any(r["backend"] == b for r in rows)]
+    if not baselines:
+        return []
+    rows = [dict(r) for r in rows]
+    for b in baselines:
+        paired_ratios(rows, b)
+    interleaved = any(r.get("interleaved") for r in rows)
+    lines = ["## Against " + " and ".join(f"`{b}`" for b in baselines), "",
+             "GFLOP/s, then in brackets how many times faster than " + ", ".join(f"`{b}`" for b in baselines) +
+             " at the same net, batch, threads and dtype" +
+             (" (median of the per-round ratios: the configurations were measured in one process, epoch by "
+              "epoch in turn)" if interleaved else " (ratio of the medians of separate runs)") + ".", ""]
+    def series(r):
+        opts = options_text(r.get("options"))
+        return r["backend"] + (f" [{opts}]" if opts else "")
+    for threads, dtype in sorted({(r["threads"], r.get("dtype") or "float32") for r in rows}):
+        group = [r for r in rows if r["threads"] == threads and (r.get("dtype") or "float32") == dtype]
+        names = list(dict.fromkeys(series(r) for r in group))
+        lines += [f"### {threads} thread{'s' if threads > 1 else ''}, {dtype}", "",
+                  "| net | B | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|---|" + "---|" * len(names)]
+        for net, batch in sorted({(r["net"], r["batch_size"]) for r in group}):
+            cells = []
+            for name in names:
+                r = next((r for r in group if series(r) == name and r["net"] == net and r["batch_size"] == batch),
+                         None)
+                if r is None or not r.get("gflops"):
+                    cells.append("-")
+                    continue
+                ratios = [(r.get("ratio_vs") or {}).get(b) for b in baselines]
+                cells.append(f"{r['gflops']:.0f} (" + ", ".join(f"{x:.2f}" if x else "-" for x in ratios) + ")")
+            lines.append(f"| {net} | {batch} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def make_figures(data, out: Path) -> list[tuple[str, Path]]:
@@ -92,7 +157,7 @@ def _fig_title(kind, net, title):
     return f"{title} (paper Fig. {n})" if n else title
 
 
-def markdown(data, figures, title) -> str:
+def markdown(data, figures, title, baselines=("torch-nn", "torch")) -> str:
     lines = [f"# {title}", "", caption(data), "", "Sources: " + ", ".join(f"`{s}`" for s in data.sources), ""]
     if data.warnings:
         lines += ["## Warnings", ""] + [f"- ⚠ {w}" for w in data.warnings] + [""]
@@ -116,15 +181,20 @@ def markdown(data, figures, title) -> str:
             lines += [f"### {name}", "", f"![{name}]({path.name})", ""]
     if data.rows:
         lines += ["## Performance", "", "`*` projected: timed on part of an epoch and scaled to the full epoch.", "",
-                  "| net | series | batch | s/epoch | GFLOP/s | vs serial | vs 1 thread | of peak | source |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  *peak_lines(data.rows), "",
+                  "| net | series | batch | s/epoch | GFLOP/s | vs serial | vs 1 thread | of peak | of limit | source |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(data.rows, key=lambda r: (r["net"], series_label(r), r["batch_size"])):
             tpe = fmt(r.get("seconds_per_epoch")) + ("*" if r.get("projected") else "")
             peak = f"{r['fraction_of_peak']:.0%}" if r.get("fraction_of_peak") else "-"
+            if r.get("fraction_of_peak") and r["fraction_of_peak"] > 1:
+                peak += " (!)"
+            limit = f"{r['fraction_of_theoretical']:.0%}" if r.get("fraction_of_theoretical") else "-"
             lines.append(f"| {r['net']} | {series_label(r)} | {r['batch_size']} | {tpe} | {fmt(r.get('gflops'))} | "
                          f"{fmt(r.get('speedup_vs_serial'))} | {fmt(r.get('speedup_vs_1thread'))} | {peak} | "
-                         f"{r.get('source')} |")
+                         f"{limit} | {r.get('source')} |")
         lines.append("")
+        lines += comparison_tables(data.rows, baselines)
     if data.tta_summaries or data.tta:
         lines += ["## Time to accuracy", "", "| backend | threads | batch | target | reached | median s | min s | "
                   "max s | median epochs |", "|---|---|---|---|---|---|---|---|---|"]

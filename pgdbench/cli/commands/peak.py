@@ -1,7 +1,9 @@
-"""Measure the machine's GEMM throughput (float32 and float64, per thread count).
+"""Measure the machine's peak: GEMM through every BLAS the suite can call, and the cores' theoretical limit.
 
-Reports then state every backend's GFLOP/s as a fraction of this measured peak.
-The figures are stored in the user cache for later reports.
+Per dtype and thread count: the GFLOP/s of an n×n×n GEMM through NumPy's OpenBLAS, oneMKL (where installed) and
+torch.mm (where installed), the best of them (the peak that reports divide by), and the theoretical limit of the
+cores (vector lanes × FMA units × 2 × clock; the clock from a dependent-FMA chain, or read from the CPU: the output
+says which). Stored in the user cache with the machine and the date, for later benchmarks and reports.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pgdbench.core.protocol import check_threads, usable_cpus
 from pgdbench.harness import peak
 from pgdbench.reporting.tables import table
 
-HELP = "measure the machine's GEMM GFLOP/s per dtype and thread count"
+HELP = "measure the machine's GEMM peak with every BLAS found, and the cores' theoretical limit"
 
 
 def add_arguments(p):
@@ -24,11 +26,25 @@ def run(args):
     for t in threads:
         check_threads(t, True, "peak")
     results = peak.measure(threads, args.size, args.repeats)
+    limit = results["theoretical"]
     rows = []
-    for key, value in results["gflops"].items():
+    providers = sorted({name for rates in results["gemm"].values() for name in rates})
+    for key, rates in results["gemm"].items():
         dtype, t = key.split("/")
-        rows.append({"dtype": dtype, "threads": int(t), "gflops": value})
-    print(f"GEMM {args.size}³ on {results['machine']} (best of {args.repeats})")
-    print(table(rows, [("dtype", "dtype"), ("threads", "threads"), ("gflops", "GFLOP/s")]))
+        theo = results["theoretical_gflops"][key]
+        row = {"dtype": dtype, "threads": int(t), **rates, "best": results["best"][key],
+               "peak": results["gflops"][key], "theoretical": theo,
+               "of_theoretical": f"{results['gflops'][key] / theo:.0%}" if theo else "-"}
+        rows.append(row)
+    m = results["machine"]
+    print(f"GEMM {args.size}³ (best of {args.repeats}) on {m['cpu_model']}, {m['cores']} cores, "
+          f"host {m['host']}, load average {results['load_average']:.2f}")
+    print(table(rows, [("dtype", "dtype"), ("threads", "threads"), *[(p, p) for p in providers], ("best", "best"),
+                       ("peak", "peak GFLOP/s"), ("theoretical", "theoretical"), ("of_theoretical", "peak/theor.")]))
+    clock = f"{limit['clock_ghz']:.2f} GHz" if limit["clock_ghz"] else "unknown"
+    print(f"theoretical = threads × {limit['vector_bits']}-bit vectors × {limit['fma_units']} FMA units × 2 × "
+          f"clock {clock} ({limit['clock_source']}); units: {limit['source']}")
+    if results["load_average"] and results["load_average"] > 0.5 * usable_cpus():
+        print("note: the machine was busy; the measured peak is low, and benchmarks may exceed it")
     print(f"stored in {peak.save(results)}")
     return 0

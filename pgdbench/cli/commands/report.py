@@ -40,6 +40,9 @@ def add_arguments(p):
                         "the device check's device-check.json, pytest-benchmark .json, asv results")
     p.add_argument("--out", default="report", help="output folder (default report/)")
     p.add_argument("--title", default="pgdbench report", help="heading of report.md")
+    p.add_argument("--baseline", action="append", metavar="BACKEND",
+                   help="tabulate every series against this backend (repeatable; default: torch-nn and torch, "
+                        "where the results hold them)")
 
 
 def run(args):
@@ -52,7 +55,7 @@ def run(args):
                         f"{count(len(data.warnings), 'warning')} above)")
     out = Path(args.out)
     figures = make_figures(data, out)
-    text = markdown(data, figures, args.title)
+    text = markdown(data, figures, args.title, args.baseline or ("torch-nn", "torch"))
     atomic_write_text(out / "report.md", text)
     print(f"{count(len(figures), 'figure')} and {out / 'report.md'} written "
           f"({count(len(data.rows), 'performance point')}, {count(len(data.tta), 'tta run')}, "
