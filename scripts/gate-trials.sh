@@ -146,7 +146,7 @@ if [ "$ASV_RUNS" -gt 0 ]; then
     "$ASV" continuous --factor 1.05 -a rounds=4 -b time_step "$BASE" "$REV" > "$OUT/asv-$kind-$i.txt" 2>&1
     code=$?
     set -e
-    flagged=$(grep -c "^+ " "$OUT/asv-$kind-$i.txt" || true)
+    flagged=$(grep -c "^| [+-] " "$OUT/asv-$kind-$i.txt" || true)
     echo "asv $kind $i exit=$code flagged=$flagged seconds=$(( $(date +%s) - start ))" | tee -a "$OUT/asv-runs.txt"
   done
 fi
