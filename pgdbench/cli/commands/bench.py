@@ -62,7 +62,8 @@ def add_arguments(p):
     add_data_arguments(p, default="synthetic:50000")
     p.add_argument("--seed", type=seed, default=0, help="seed of the weights and example order (default 0)")
     p.add_argument("--epochs", type=positive_int,
-                   help="timed epochs per configuration, median reported (default 1; with --interleave: 5 rounds)")
+                   help="timed epochs per configuration, median reported (default 1); with --interleave, the "
+                        "rounds of the interleaved measurement (default 5)")
     p.add_argument("--interleave", action="store_true",
                    help="measure the configurations of each net × batch size × dtype in one process, epoch by epoch "
                         "in turn (A, B, A, B, ...), so that their ratios are paired round by round")
