@@ -61,8 +61,9 @@ class TimeTraining(_Point):
     number = 0                # asv calibrates how many steps one sample times
     sample_time = 0.05
     repeat = (5, 10, 0.5)     # at least 5 samples, then up to 10 within 0.5 s
-    # One round (one process) per point and commit keeps a commit of history near a minute; asv continuous
-    # is run with `-a rounds=4`, so that its rounds alternate between the two commits (docs/benchmarks.md).
+    # One round (one process) per point and commit keeps a commit of history short (97 s with the build on an
+    # idle 2-core machine); asv continuous is run with `-a rounds=4`, so that its rounds alternate between the
+    # two commits (docs/benchmarks.md).
     rounds = 1
     warmup_time = 0.1
 
