@@ -139,6 +139,38 @@ def test_clock_choice():
     assert choose_clock("wall", 1, "cpu", 0.05, 0.05) == "wall"
 
 
+def test_a_one_thread_point_that_keeps_more_cores_busy_gates_like_a_multi_thread_one():
+    """torch at 1 thread kept 1.2-1.3 cores busy; decided on the wall clock beside another job it raised a false
+    alarm (1.088 on identical code). Seen using more CPU than wall time at calibration, it now needs that many
+    cores to spare to gate, and is otherwise reported with the load, like a 2-thread point."""
+    from pgdbench.harness import probe
+    from pgdbench.harness.gate import Gate, GateSettings, PointResult, verdict_text
+
+    class Calibrating:
+        def __init__(self, cpu_over_wall):
+            self.cpu_over_wall = cpu_over_wall
+
+        def ask(self, request, timeout):
+            return {"status": "ok", "examples": 512, "seconds_per_batch": 0.03,
+                    "cpu_seconds_per_batch": 0.03 * self.cpu_over_wall}
+
+    gate = Gate.__new__(Gate)
+    gate.settings, gate.cpus = GateSettings(), 2
+    point = probe.Point("torch", "net1h", 512, 1, "float32", ())
+    own_threads, plain = PointResult(point), PointResult(point)
+    assert gate._calibrate(own_threads, Calibrating(1.5)) and gate._calibrate(plain, Calibrating(1.1))
+    assert (own_threads.clock, own_threads.cores_needed) == ("wall", 2)
+    assert (plain.clock, plain.cores_needed) == ("cpu", 1)
+    for r in (own_threads, plain):
+        r.log_ratios, r.loads = [0.09] * 8, [0.9] * 8      # 9 % slower in every round, one core busy elsewhere
+    gate._update([own_threads, plain])
+    assert not own_threads.gating and plain.gating
+    assert "1 thread using 2 cores with 0.9 of" in verdict_text(own_threads, gate.settings.threshold)
+    own_threads.gating, own_threads.loads = True, [0.1] * 8  # an idle machine: it gates
+    gate._update([own_threads])
+    assert own_threads.gating and own_threads.status == "done"
+
+
 # -- the command, end to end ---------------------------------------------------------------------------
 
 @pytest.fixture

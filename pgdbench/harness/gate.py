@@ -54,6 +54,9 @@ from pgdbench.harness.ratio_stats import MIN_ROUNDS, RatioInterval, Verdict, dec
 PROBE = Path(probe.__file__).resolve()
 #: How many exported trees to keep in .gate/trees (the newest); each is a few MB.
 KEEP_TREES = 8
+#: CPU time over wall time above which a point counts as using more cores than its threads (a 1-thread point
+#: is then decided on the wall clock, and gates only with that many cores to spare).
+CPU_OVER_WALL = 1.3
 #: Slack on "cores to spare", in cores: load is sampled per round and moves by tenths.
 LOAD_SLACK = 0.25
 
@@ -121,6 +124,12 @@ class PointResult:
     gating: bool = True
     round_seconds: float = 0.0       # wall time this point took in its last round
     device: str = "cpu"              # the backend's declared device: cpu, cluster, gpu
+    cores: int = 0                   # cores its timing keeps busy, where calibration saw more than its threads
+
+    @property
+    def cores_needed(self) -> int:
+        """Cores the point must have to itself to gate: its threads, or more if it was seen using more."""
+        return max(self.point.threads, self.cores)
 
     @property
     def batches(self) -> int:
@@ -135,6 +144,7 @@ class PointResult:
                "options": dict(self.point.options), "status": self.status, "reason": self.reason,
                "verdict": self.verdict.value if self.status in ("measuring", "done") else self.status,
                "gating": self.gating, "rounds": len(self.log_ratios), "clock": self.clock,
+               "cores_needed": self.cores_needed,
                "base_wall_seconds_per_batch": median(self.base_wall) / self.batches if self.base_wall else None,
                "head_wall_seconds_per_batch": median(self.head_wall) / self.batches if self.head_wall else None,
                "base_seconds_per_batch": median(self.base) / self.batches if self.base else None,
@@ -443,7 +453,7 @@ class Gate:
                                       f"tree {revision.tree}: something on sys.path shadows it (PYTHONPATH, a .pth file)")
 
     def _spare(self, threads: int, load: float) -> bool:
-        """Does a point with this many threads gate, given the external load (cores)?"""
+        """Does a point that keeps this many cores busy gate, given the external load (cores)?"""
         return threads == 1 or load <= self.cpus - threads + LOAD_SLACK
 
     def _round(self, todo: list[PointResult], shuffle: bool = True) -> None:
@@ -498,6 +508,12 @@ class Gate:
         result.seconds_per_batch = reply["seconds_per_batch"]
         result.clock = choose_clock(self.settings.clock, point.threads, result.device, reply["seconds_per_batch"],
                                     reply["cpu_seconds_per_batch"])
+        busy = reply["cpu_seconds_per_batch"] / reply["seconds_per_batch"] if reply["seconds_per_batch"] else 0.0
+        if result.clock == "wall" and busy > point.threads * CPU_OVER_WALL:
+            # threads of its own (a framework's pool, a library's spinning workers): on the wall clock it then
+            # competes with other jobs like a multi-thread point and gates only with as many cores to spare
+            # (seen on torch at 1 thread: 1.2-1.3 cores, and a false alarm under load before this rule)
+            result.cores = math.ceil(busy)
         return True
 
     def _measure(self, result: PointResult, workers: dict) -> bool:
@@ -560,7 +576,7 @@ class Gate:
                 continue
             r.interval = ratio_interval(r.log_ratios, s.confidence)
             r.verdict = decide(r.interval, s.threshold, s.min_rounds)
-            r.gating = r.gating and self._spare(r.point.threads, max(r.loads))  # loaded once: reported only
+            r.gating = r.gating and self._spare(r.cores_needed, max(r.loads))  # loaded once: reported only
             if r.verdict.decided and r.gating:
                 r.status = "done"
 
@@ -598,7 +614,7 @@ def choose_clock(setting: str, threads: int, device: str, wall_per_batch: float,
     """
     if setting != "auto":
         return setting
-    if threads == 1 and device in ("cpu", "cluster") and cpu_per_batch <= 1.3 * wall_per_batch:
+    if threads == 1 and device in ("cpu", "cluster") and cpu_per_batch <= CPU_OVER_WALL * wall_per_batch:
         return "cpu"
     return "wall"
 
@@ -619,8 +635,9 @@ def verdict_text(r: PointResult, threshold: float) -> str:
     if not r.gating:
         if not r.loads:
             return "not measured: the budget ran out first"
-        text = (f"reported only: {r.point.threads} threads with {max(r.loads):.1f} of {_usable_cpus()} cores "
-                f"busy elsewhere")
+        uses = (f"{r.point.threads} threads" if r.cores_needed == r.point.threads else
+                f"{r.point.threads} thread{'s' if r.point.threads > 1 else ''} using {r.cores_needed} cores")
+        text = f"reported only: {uses} with {max(r.loads):.1f} of {_usable_cpus()} cores busy elsewhere"
     elif r.verdict is Verdict.UNDECIDED:
         more = rounds_needed(r.log_ratios, threshold)
         text += f" (could not decide in {len(r.log_ratios)} rounds" + (f"; ≈ {more} needed)" if more else ")")
