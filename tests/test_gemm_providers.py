@@ -46,10 +46,16 @@ BACKENDS = ("numpy", "threads", "hybrid", "averaging", "mpi", "numba")
 @pytest.mark.parametrize("name", provider_params())
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_step_backend_passes_the_kit_under_every_provider(backend, name):
+    _passes_the_kit(backend, {"gemm": name})
+
+
+def _passes_the_kit(backend: str, options: dict) -> None:
+    """Gradients by finite differences and whole training steps against the float64 reference, in float64 and
+    float32, at the backend's most threads, under ``options``; skipped (with why) where the backend cannot run."""
     entry = registry.entries()[backend]
     if not entry.availability():
         pytest.skip(f"{backend}: {entry.availability().reason}")
-    cls = testing.with_options(entry.cls, {"gemm": name})
+    cls = testing.with_options(entry.cls, options)
     threads = testing.thread_counts(cls)[-1]
     testing.check_gradients(cls, threads)
     for dtype in (np.float64, np.float32):
@@ -108,11 +114,4 @@ def test_both_elementwise_strategies_pass_the_kit(backend, strategy):
 
     if elementwise.available()[strategy]:
         pytest.skip(f"elementwise={strategy}: {elementwise.available()[strategy]}")
-    entry = registry.entries()[backend]
-    if not entry.availability():
-        pytest.skip(f"{backend}: {entry.availability().reason}")
-    cls = testing.with_options(entry.cls, {"elementwise": strategy})
-    threads = testing.thread_counts(cls)[-1]
-    testing.check_gradients(cls, threads)
-    for dtype in (np.float64, np.float32):
-        testing.check_training_steps(cls, threads, dtype)
+    _passes_the_kit(backend, {"elementwise": strategy})

@@ -74,24 +74,26 @@ def expand(backends: Iterable[str], nets: Iterable[str], batch_sizes: Iterable[i
            with_serial: bool = True) -> list[Config]:
     """Every combination, with serial-only backends at 1 thread, plus (if ``with_serial``) each
     backend's serial counterpart at 1 thread, so that speedups can be computed from the same run.
-    A backend may be written with options of its own, ``numpy[gemm=mkl]`` (:func:`split_backend`)."""
+    A comma-separated option value sweeps that option (:func:`option_grid`); a backend may be written
+    with options of its own, ``numpy[gemm=mkl]`` (:func:`split_backend`). Bad options are refused first
+    (:func:`check_options`), so call it before anything slow."""
 
-    options = options or {}
-    specs = [split_backend(b) for b in backends]
     check_options(backends, options)
+    specs = [split_backend(b) for b in backends]
     out: list[Config] = []
-    for (b, own), n, bs, t, dt in itertools.product(specs, nets, batch_sizes, threads, dtypes):
-        cls = registry.get(b)
-        if not cls.uses_threads and t != 1:
-            continue
-        # each backend gets the options it declares: -o gemm=mkl sweeps numpy and threads, torch runs as it is;
-        # options written with the backend (numpy[gemm=mkl]) are its own and win
-        opts = tuple(sorted({**{k: v for k, v in options.items() if k in cls.options}, **own}.items()))
-        out.append(Config(b, n, bs, t, dt, opts))
-        if with_serial:
-            serial = cls.serial_counterpart or b
-            out.append(Config(b, n, bs, 1, dt, opts))
-            out.append(Config(serial, n, bs, 1, dt))
+    for combo in option_grid(options):
+        for (b, own), n, bs, t, dt in itertools.product(specs, nets, batch_sizes, threads, dtypes):
+            cls = registry.get(b)
+            if not cls.uses_threads and t != 1:
+                continue
+            # each backend gets the options it declares: -o gemm=mkl sweeps numpy and threads, torch runs as it
+            # is; options written with the backend (numpy[gemm=mkl]) are its own and win
+            opts = tuple(sorted({**{k: v for k, v in combo.items() if k in cls.options}, **own}.items()))
+            out.append(Config(b, n, bs, t, dt, opts))
+            if with_serial:
+                serial = cls.serial_counterpart or b
+                out.append(Config(b, n, bs, 1, dt, opts))
+                out.append(Config(serial, n, bs, 1, dt))
     seen, unique = set(), []
     for c in out:
         if c not in seen:

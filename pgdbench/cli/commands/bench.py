@@ -38,8 +38,8 @@ from pgdbench.core import mpi, registry
 from pgdbench.core.protocol import check_threads
 from pgdbench.errors import PgdbenchError
 from pgdbench.harness import grid
-from pgdbench.harness.grid import (BATCH_SIZES, NETS, best_options, check_options, default_threads, expand, measure,
-                                   option_grid, options_text, split_backend)
+from pgdbench.harness.grid import (BATCH_SIZES, NETS, best_options, default_threads, expand, measure, options_text,
+                                   split_backend)
 from pgdbench.harness.speedups import add_speedups, paired_ratios
 from pgdbench.harness.results import results_writer
 from pgdbench.reporting.tables import table
@@ -103,13 +103,10 @@ def run(args):
     threads = args.threads or default_threads()
     for t in threads:
         check_threads(t, True, "bench")
-    options = parse_options(args.option)
-    check_options(backends, options)
+    # before the data: a bad option is refused at once; -o key=a,b sweeps the option's values
+    configs = expand(backends, args.net, args.batch_size, threads, args.dtype or ["float32"],
+                     parse_options(args.option))
     dataset = load_data(args)
-    configs = []
-    for opts in option_grid(options):  # -o key=a,b sweeps the option's values
-        configs += [c for c in expand(backends, args.net, args.batch_size, threads, args.dtype or ["float32"], opts)
-                    if c not in configs]
     mode = f", interleaved in {epochs} rounds" if args.interleave else ""
     print(f"{count(len(configs), 'configuration')} on {dataset.summary()}{mode}; appending to {args.results}",
           flush=True)

@@ -20,7 +20,7 @@ from pgdbench.core import mpi, registry
 from pgdbench.core.protocol import usable_cpus
 from pgdbench.errors import UsageError
 from pgdbench.harness import mpi_jobs
-from pgdbench.harness.grid import check_options, expand, measure, option_grid
+from pgdbench.harness.grid import expand, measure
 from pgdbench.harness.machine import machine_info
 from pgdbench.harness.results import ResultsWriter, append_record
 from pgdbench.reporting.tables import table
@@ -34,13 +34,8 @@ THREADS = [1]
 def grid(args) -> list:
     """backend × net × batch size × threads per rank × dtype × option values, without serial counterparts (the
     baseline of a rank sweep is the same configuration at one rank)."""
-    configs = []
-    options = parse_options(args.option)
-    check_options(args.backend or BACKENDS, options)
-    for opts in option_grid(options):
-        configs += [c for c in expand(args.backend or BACKENDS, args.net, args.batch_size, args.threads or THREADS,
-                                      args.dtype or ["float32"], opts, with_serial=False) if c not in configs]
-    return configs
+    return expand(args.backend or BACKENDS, args.net, args.batch_size, args.threads or THREADS,
+                  args.dtype or ["float32"], parse_options(args.option), with_serial=False)
 
 
 def run_worker(args):
